@@ -1,0 +1,245 @@
+//! `pronghorn-db`: status, migrations and seeds for the Pronghorn database.
+//!
+//! Exit codes: 0 on success, 1 when the operation fails (one line on
+//! stderr), 2 on a usage error.
+
+use clap::{Args, Parser, Subcommand};
+use pronghorn_db::migrate::{self, MigrationEvent, RevertSteps};
+use pronghorn_db::{Configuration, DbConfig, HealthStore, PgStore};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "pronghorn-db", version, about = "Status, migrations and seeds for the Pronghorn database")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Show whether a database is configured and reachable, the server
+    /// version, pool figures and migrations. Exits 1 when configured but
+    /// unreachable, or when the configuration is malformed.
+    Status {
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply, revert, redo or list migrations (default: apply pending ones).
+    Migrate {
+        #[command(subcommand)]
+        action: Option<MigrateAction>,
+    },
+}
+
+#[derive(Subcommand)]
+enum MigrateAction {
+    /// Apply every pending migration.
+    Run,
+    /// Revert the newest migration, the newest N, or all.
+    Revert(RevertArgs),
+    /// Revert the newest migration and apply it again.
+    Redo,
+    /// List every migration, applied or pending.
+    List,
+}
+
+#[derive(Args)]
+#[group(multiple = false)]
+struct RevertArgs {
+    /// Revert every applied migration.
+    #[arg(long)]
+    all: bool,
+    /// Revert the newest N migrations.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    steps: Option<u32>,
+}
+
+/// A failure the CLI reports on stderr as one line, exiting 1.
+struct Failure(String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), Failure> {
+    let configuration = DbConfig::from_env()?;
+    match command {
+        Command::Status { json } => status(configuration, json).await,
+        Command::Migrate { action } => {
+            let store = configured_store(configuration).await?;
+            let result = migrate_cmd(&store, action.unwrap_or(MigrateAction::Run)).await;
+            store.close().await;
+            result
+        }
+    }
+}
+
+async fn configured_store(configuration: Configuration) -> Result<PgStore, Failure> {
+    match configuration {
+        Configuration::Configured(config) => Ok(PgStore::new(config).await?),
+        Configuration::NotConfigured { reason } => Err(Failure(format!(
+            "no database is configured ({reason}); set DB_CONNECTION_STRING, or DB_HOST and DB_PASSWORD"
+        ))),
+    }
+}
+
+fn print_event(event: &MigrationEvent) {
+    match event {
+        MigrationEvent::Applied(name) => println!("Applied  {name}"),
+        MigrationEvent::Reverted(name) => println!("Reverted {name}"),
+    }
+}
+
+async fn migrate_cmd(store: &PgStore, action: MigrateAction) -> Result<(), Failure> {
+    match action {
+        MigrateAction::Run => {
+            let applied = migrate::run_pending_with(store, Box::new(print_event)).await?;
+            if applied.is_empty() {
+                println!("No pending migrations.");
+            } else {
+                println!("{} migration(s) applied.", applied.len());
+            }
+        }
+        MigrateAction::Revert(args) => {
+            let steps = match (args.all, args.steps) {
+                (true, _) => RevertSteps::All,
+                (false, Some(n)) => RevertSteps::Steps(n as usize),
+                (false, None) => RevertSteps::Steps(1),
+            };
+            let reverted = migrate::revert(store, steps, Box::new(print_event)).await?;
+            if reverted.is_empty() {
+                println!("No applied migrations to revert.");
+            } else {
+                println!("{} migration(s) reverted.", reverted.len());
+            }
+        }
+        MigrateAction::Redo => match migrate::redo(store, Box::new(print_event)).await? {
+            Some(_) => {}
+            None => println!("No applied migration to redo."),
+        },
+        MigrateAction::List => {
+            let all = migrate::list(store).await?;
+            for m in &all {
+                let state = if m.applied { "applied" } else { "pending" };
+                println!("[{state}] {}", m.name);
+            }
+            let applied = all.iter().filter(|m| m.applied).count();
+            println!("{applied} applied, {} pending", all.len() - applied);
+        }
+    }
+    Ok(())
+}
+
+#[derive(serde::Serialize)]
+struct StatusReport {
+    status: &'static str,
+    configured: bool,
+    connected: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pool: Option<pronghorn_db::PoolStats>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    migrations_applied: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    migrations_pending: Option<usize>,
+}
+
+async fn status(configuration: Configuration, json: bool) -> Result<(), Failure> {
+    let report = match configuration {
+        Configuration::NotConfigured { reason } => StatusReport {
+            status: "disabled",
+            configured: false,
+            connected: false,
+            reason: Some(reason),
+            target: None,
+            server_version: None,
+            pool: None,
+            migrations_applied: None,
+            migrations_pending: None,
+        },
+        Configuration::Configured(config) => {
+            let store = PgStore::new(config).await?;
+            let info = store.server_info().await;
+            let info = match info {
+                Ok(info) => info,
+                Err(e) => {
+                    store.close().await;
+                    return Err(Failure(format!("status: unavailable: {e}")));
+                }
+            };
+            let migrations = migrate::list(&store).await?;
+            let applied = migrations.iter().filter(|m| m.applied).count();
+            let report = StatusReport {
+                status: "connected",
+                configured: true,
+                connected: true,
+                reason: None,
+                target: store.target(),
+                server_version: Some(info.version),
+                pool: store.pool_stats(),
+                migrations_applied: Some(applied),
+                migrations_pending: Some(migrations.len() - applied),
+            };
+            store.close().await;
+            report
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!("database:   {}", report.status);
+    if let Some(reason) = &report.reason {
+        println!("reason:     {reason}");
+        println!("hint:       set DB_CONNECTION_STRING, or DB_HOST and DB_PASSWORD, to enable it");
+    }
+    if let Some(target) = &report.target {
+        println!("target:     {target}");
+    }
+    if let Some(version) = &report.server_version {
+        println!("server:     {version}");
+    }
+    if let Some(p) = &report.pool {
+        println!(
+            "pool:       size {}, idle {}, in use {}, waiting {}, min idle {}, max {}",
+            p.size, p.idle, p.in_use, p.waiting, p.min_idle, p.max
+        );
+    }
+    if let (Some(a), Some(p)) = (report.migrations_applied, report.migrations_pending) {
+        println!("migrations: {a} applied, {p} pending");
+    }
+    Ok(())
+}

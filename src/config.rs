@@ -1,0 +1,956 @@
+//! Configuration: [`DbConfig`] read from the process environment and `.env`.
+//!
+//! The rules, in order:
+//!
+//! 1. `DB_CONNECTION_STRING` wins when it is non-blank, holds no `your_`
+//!    placeholder and starts with `postgres://` or `postgresql://`.
+//! 2. Otherwise the parts `DB_HOST`, `DB_PORT` (5432), `DB_NAME` (pronghorn),
+//!    `DB_USER` (postgres), `DB_PASSWORD`: configured only when `DB_HOST` is set
+//!    and `DB_PASSWORD` is non-blank and holds no placeholder.
+//! 3. Otherwise the database is not configured, and the reason says why.
+//! 4. `DB_SSL` of true/1/require means `sslmode=require` unless the string
+//!    names an `sslmode` itself.
+//! 5. Pool settings: `DB_POOL_MIN` (2), `DB_POOL_MAX` (20),
+//!    `DB_POOL_IDLE_TIMEOUT` ms (30000), `DB_POOL_CONNECTION_TIMEOUT` ms (5000);
+//!    `APP_NAME` becomes the `application_name`.
+//! 6. A value that is present but malformed is a [`ConfigError`] naming the
+//!    variable; it is never replaced by a default. Blank values count as unset.
+//! 7. The password never appears in `Debug`, `Display`, logs or errors.
+
+use crate::conninfo::{self, HostPort};
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The placeholder marker of the template's `.env.example` values.
+const PLACEHOLDER: &str = "your_";
+
+/// A configuration value that is present but malformed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {variable}: {problem}")]
+pub struct ConfigError {
+    /// The environment variable at fault (or `.env` for a file that does not parse).
+    pub variable: &'static str,
+    /// What is wrong with its value. Never contains a password.
+    pub problem: String,
+}
+
+impl ConfigError {
+    fn new(variable: &'static str, problem: impl Into<String>) -> Self {
+        ConfigError {
+            variable,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// How TLS is used on connections, with libpq's names and meanings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// Plain text only.
+    Disable,
+    /// TLS when the server offers it, without verification; plain otherwise.
+    Prefer,
+    /// TLS required; the certificate is not verified.
+    Require,
+    /// TLS required; the certificate chain is verified against the root
+    /// certificates, the host name is not.
+    VerifyCa,
+    /// TLS required; the chain and the host name are verified.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// The libpq name of the mode.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+}
+
+impl FromStr for SslMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "disable" => Ok(SslMode::Disable),
+            "prefer" | "allow" => Ok(SslMode::Prefer),
+            "require" => Ok(SslMode::Require),
+            "verify-ca" => Ok(SslMode::VerifyCa),
+            "verify-full" => Ok(SslMode::VerifyFull),
+            other => Err(format!(
+                "unknown sslmode '{other}' (expected disable, prefer, require, verify-ca or verify-full)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for SslMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which server of a multi-host string is acceptable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetSessionAttrs {
+    /// Any server that accepts the connection.
+    Any,
+    /// Only a server that accepts writes (the primary).
+    ReadWrite,
+}
+
+/// A password that prints as `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// The secret itself, for handing to the driver only.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Pool sizing and time-outs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// Idle connections the pool keeps open (`DB_POOL_MIN`, default 2).
+    pub min_idle: u32,
+    /// Most connections the pool opens (`DB_POOL_MAX`, default 20).
+    pub max_size: u32,
+    /// How long an idle connection above `min_idle` lives (`DB_POOL_IDLE_TIMEOUT`, default 30 s).
+    pub idle_timeout: Duration,
+    /// How long a caller waits for a connection (`DB_POOL_CONNECTION_TIMEOUT`, default 5 s).
+    pub connection_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            min_idle: 2,
+            max_size: 20,
+            idle_timeout: Duration::from_millis(30_000),
+            connection_timeout: Duration::from_millis(5_000),
+        }
+    }
+}
+
+/// Where the connection settings came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// `DB_CONNECTION_STRING`.
+    ConnectionString,
+    /// `DB_HOST`, `DB_PORT`, `DB_NAME`, `DB_USER`, `DB_PASSWORD`.
+    Parts,
+}
+
+/// A complete, validated database configuration.
+///
+/// `Debug` and `Display` show the password as `***`.
+#[derive(Clone)]
+pub struct DbConfig {
+    pub(crate) user: String,
+    pub(crate) password: Option<Password>,
+    pub(crate) hosts: Vec<HostPort>,
+    pub(crate) dbname: String,
+    pub(crate) ssl_mode: SslMode,
+    pub(crate) ssl_root_cert: Option<PathBuf>,
+    pub(crate) application_name: String,
+    pub(crate) target_session_attrs: TargetSessionAttrs,
+    pub(crate) options: Option<String>,
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) pool: PoolSettings,
+    pub(crate) slow_call: Duration,
+    pub(crate) auto_migrate: bool,
+    pub(crate) source: ConfigSource,
+}
+
+/// The outcome of reading the configuration when it is not malformed.
+#[derive(Debug, Clone)]
+pub enum Configuration {
+    /// A database is configured.
+    Configured(DbConfig),
+    /// No database is configured; the store will be disabled.
+    NotConfigured {
+        /// Which variable is missing or holds a placeholder.
+        reason: String,
+    },
+}
+
+/// Every variable [`DbConfig`] reads, for docs and for tests that clear them.
+pub const VARIABLES: &[&str] = &[
+    "DB_CONNECTION_STRING",
+    "DB_HOST",
+    "DB_PORT",
+    "DB_NAME",
+    "DB_USER",
+    "DB_PASSWORD",
+    "DB_SSL",
+    "DB_SSL_ROOT_CERT",
+    "DB_POOL_MIN",
+    "DB_POOL_MAX",
+    "DB_POOL_IDLE_TIMEOUT",
+    "DB_POOL_CONNECTION_TIMEOUT",
+    "DB_SLOW_QUERY_MS",
+    "DB_AUTO_MIGRATE",
+    "APP_NAME",
+];
+
+impl DbConfig {
+    /// Reads the configuration from the process environment and, for
+    /// variables the environment does not set, from a `.env` file found in
+    /// the current folder or its parents.
+    ///
+    /// Returns [`Configuration::NotConfigured`] with the reason when no
+    /// database is configured, and a [`ConfigError`] naming the variable when
+    /// a value is malformed (or `.env` does not parse).
+    pub fn from_env() -> Result<Configuration, ConfigError> {
+        let mut file_vars = HashMap::new();
+        match dotenvy::dotenv_iter() {
+            Ok(iter) => {
+                for item in iter {
+                    let (k, v) = item.map_err(|e| ConfigError::new(".env", e.to_string()))?;
+                    file_vars.insert(k, v);
+                }
+            }
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(ConfigError::new(".env", e.to_string())),
+        }
+        let mut bad_unicode = None;
+        let config = Self::from_lookup(|name| match std::env::var(name) {
+            Ok(v) => Some(v),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                bad_unicode.get_or_insert(name.to_owned());
+                None
+            }
+            Err(std::env::VarError::NotPresent) => file_vars.get(name).cloned(),
+        });
+        if let Some(name) = bad_unicode {
+            let variable = VARIABLES
+                .iter()
+                .copied()
+                .find(|v| *v == name)
+                .unwrap_or("environment");
+            return Err(ConfigError::new(variable, "the value is not valid UTF-8"));
+        }
+        config
+    }
+
+    /// Applies the rules to variables given by `lookup` (name to value);
+    /// the same outcomes and errors as [`DbConfig::from_env`].
+    pub fn from_lookup(
+        mut lookup: impl FnMut(&str) -> Option<String>,
+    ) -> Result<Configuration, ConfigError> {
+        let mut get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        // Values that apply to any configured database are checked first, so
+        // that a malformed one is reported whichever source wins.
+        let pool = read_pool(&mut get)?;
+        let ssl_env = get("DB_SSL")
+            .map(|v| parse_db_ssl(&v))
+            .transpose()
+            .map_err(|p| ConfigError::new("DB_SSL", p))?;
+        let ssl_root_cert = get("DB_SSL_ROOT_CERT").map(|v| PathBuf::from(v.trim()));
+        let slow_call = match get("DB_SLOW_QUERY_MS") {
+            None => Duration::from_millis(500),
+            Some(v) => Duration::from_millis(parse_u64("DB_SLOW_QUERY_MS", &v)?),
+        };
+        let auto_migrate = match get("DB_AUTO_MIGRATE") {
+            None => false,
+            Some(v) => parse_bool(&v).ok_or_else(|| {
+                ConfigError::new("DB_AUTO_MIGRATE", format!("'{}' is not true or false", v.trim()))
+            })?,
+        };
+        let app_name = get("APP_NAME").map(|v| v.trim().to_owned());
+        let port = get("DB_PORT")
+            .map(|v| conninfo::parse_port(&v))
+            .transpose()
+            .map_err(|p| ConfigError::new("DB_PORT", p))?;
+
+        let mut reasons = Vec::new();
+        let base = Base {
+            pool,
+            ssl_env,
+            ssl_root_cert,
+            slow_call,
+            auto_migrate,
+            app_name,
+        };
+
+        match get("DB_CONNECTION_STRING") {
+            None => reasons.push("DB_CONNECTION_STRING is not set".to_owned()),
+            Some(s) if s.to_ascii_lowercase().contains(PLACEHOLDER) => {
+                reasons.push("DB_CONNECTION_STRING holds a placeholder (your_...)".to_owned())
+            }
+            Some(s) if conninfo::strip_scheme(s.trim()).is_none() => reasons.push(
+                "DB_CONNECTION_STRING does not start with postgres:// or postgresql://".to_owned(),
+            ),
+            Some(s) => return from_string(&s, base).map(Configuration::Configured),
+        }
+
+        let host = get("DB_HOST");
+        let password = get("DB_PASSWORD");
+        match (&host, &password) {
+            (None, _) => reasons.push("DB_HOST is not set".to_owned()),
+            (Some(_), None) => reasons.push("DB_PASSWORD is empty".to_owned()),
+            (Some(_), Some(p)) if p.to_ascii_lowercase().contains(PLACEHOLDER) => {
+                reasons.push("DB_PASSWORD holds a placeholder (your_...)".to_owned())
+            }
+            (Some(h), Some(p)) => {
+                let host = h.trim();
+                let host = host
+                    .strip_prefix('[')
+                    .and_then(|h| h.strip_suffix(']'))
+                    .unwrap_or(host);
+                let ssl_mode = base.ssl_env.unwrap_or(SslMode::Prefer);
+                return Ok(Configuration::Configured(DbConfig {
+                    user: get("DB_USER").map_or_else(|| "postgres".to_owned(), |u| u.trim().into()),
+                    password: Some(Password(p.clone())),
+                    hosts: vec![HostPort {
+                        host: host.to_owned(),
+                        port: port.unwrap_or(5432),
+                    }],
+                    dbname: get("DB_NAME").map_or_else(|| "pronghorn".to_owned(), |d| d.trim().into()),
+                    ssl_mode,
+                    ssl_root_cert: base.ssl_root_cert,
+                    application_name: base.app_name.unwrap_or_else(default_app_name),
+                    target_session_attrs: TargetSessionAttrs::Any,
+                    options: None,
+                    connect_timeout: None,
+                    pool: base.pool,
+                    slow_call: base.slow_call,
+                    auto_migrate: base.auto_migrate,
+                    source: ConfigSource::Parts,
+                }));
+            }
+        }
+        Ok(Configuration::NotConfigured {
+            reason: reasons.join("; "),
+        })
+    }
+
+    /// The connection target with the password replaced by `***`, e.g.
+    /// `postgres://user:***@host:5432/db`.
+    pub fn redacted_target(&self) -> String {
+        let hosts: Vec<String> = self.hosts.iter().map(|h| h.to_string()).collect();
+        let secret = if self.password.is_some() { ":***" } else { "" };
+        format!(
+            "postgres://{}{}@{}/{}",
+            self.user,
+            secret,
+            hosts.join(","),
+            self.dbname
+        )
+    }
+
+    /// The TLS mode in force.
+    pub fn ssl_mode(&self) -> SslMode {
+        self.ssl_mode
+    }
+
+    /// The pool settings.
+    pub fn pool(&self) -> PoolSettings {
+        self.pool
+    }
+
+    /// Replaces the pool settings (for applications that size the pool in code).
+    pub fn with_pool(mut self, pool: PoolSettings) -> Self {
+        self.pool = pool;
+        self
+    }
+
+    /// The database name.
+    pub fn dbname(&self) -> &str {
+        &self.dbname
+    }
+
+    /// The user name.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The hosts, in the order they are tried.
+    pub fn hosts(&self) -> &[HostPort] {
+        &self.hosts
+    }
+
+    /// The `application_name` the server sees.
+    pub fn application_name(&self) -> &str {
+        &self.application_name
+    }
+
+    /// Calls slower than this log a warning (`DB_SLOW_QUERY_MS`, default 500 ms).
+    pub fn slow_call_threshold(&self) -> Duration {
+        self.slow_call
+    }
+
+    /// Whether pending migrations run when the store starts (`DB_AUTO_MIGRATE`).
+    pub fn auto_migrate(&self) -> bool {
+        self.auto_migrate
+    }
+
+    /// Which variables the connection settings came from.
+    pub fn source(&self) -> ConfigSource {
+        self.source
+    }
+
+    /// The PEM file of root certificates for `verify-ca` / `verify-full`, if set.
+    pub fn ssl_root_cert(&self) -> Option<&std::path::Path> {
+        self.ssl_root_cert.as_deref()
+    }
+
+    /// Which server of several hosts is acceptable.
+    pub fn target_session_attrs(&self) -> TargetSessionAttrs {
+        self.target_session_attrs
+    }
+
+    /// The same configuration aimed at another database on the same server
+    /// (used by tests and tools that create databases).
+    pub fn with_dbname(mut self, dbname: impl Into<String>) -> Self {
+        self.dbname = dbname.into();
+        self
+    }
+
+    /// The same configuration with another TLS mode.
+    pub fn with_ssl_mode(mut self, mode: SslMode) -> Self {
+        self.ssl_mode = mode;
+        self
+    }
+
+    /// Builds the driver's configuration. The password goes only here.
+    pub(crate) fn to_pg_config(&self) -> tokio_postgres::Config {
+        let mut pg = tokio_postgres::Config::new();
+        pg.user(&self.user);
+        if let Some(p) = &self.password {
+            pg.password(p.expose());
+        }
+        for h in &self.hosts {
+            pg.host(&h.host);
+            pg.port(h.port);
+        }
+        pg.dbname(&self.dbname);
+        pg.application_name(&self.application_name);
+        if let Some(o) = &self.options {
+            pg.options(o);
+        }
+        pg.connect_timeout(self.connect_timeout.unwrap_or(self.pool.connection_timeout));
+        // Keepalives and a TCP user timeout turn a server that vanished
+        // without closing the socket into an error instead of an endless wait.
+        pg.keepalives(true);
+        pg.keepalives_idle(Duration::from_secs(10));
+        pg.keepalives_interval(Duration::from_secs(5));
+        pg.keepalives_retries(3);
+        pg.tcp_user_timeout(Duration::from_secs(30));
+        pg.target_session_attrs(match self.target_session_attrs {
+            TargetSessionAttrs::Any => tokio_postgres::config::TargetSessionAttrs::Any,
+            TargetSessionAttrs::ReadWrite => tokio_postgres::config::TargetSessionAttrs::ReadWrite,
+        });
+        pg.ssl_mode(match self.ssl_mode {
+            SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+            SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+            SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => {
+                tokio_postgres::config::SslMode::Require
+            }
+        });
+        pg
+    }
+}
+
+impl fmt::Debug for DbConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbConfig")
+            .field("target", &self.redacted_target())
+            .field("ssl_mode", &self.ssl_mode)
+            .field("ssl_root_cert", &self.ssl_root_cert)
+            .field("application_name", &self.application_name)
+            .field("target_session_attrs", &self.target_session_attrs)
+            .field("pool", &self.pool)
+            .field("slow_call", &self.slow_call)
+            .field("auto_migrate", &self.auto_migrate)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl fmt::Display for DbConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (sslmode={})", self.redacted_target(), self.ssl_mode)
+    }
+}
+
+struct Base {
+    pool: PoolSettings,
+    ssl_env: Option<SslMode>,
+    ssl_root_cert: Option<PathBuf>,
+    slow_call: Duration,
+    auto_migrate: bool,
+    app_name: Option<String>,
+}
+
+fn default_app_name() -> String {
+    "pronghorn".to_owned()
+}
+
+fn from_string(s: &str, base: Base) -> Result<DbConfig, ConfigError> {
+    const VAR: &str = "DB_CONNECTION_STRING";
+    let parsed = conninfo::parse(s).map_err(|e| ConfigError::new(VAR, e.0))?;
+    if parsed.hosts.is_empty() {
+        return Err(ConfigError::new(VAR, "it names no host"));
+    }
+    let mut ssl_mode = None;
+    let mut ssl_root_cert = None;
+    let mut application_name = None;
+    let mut target_session_attrs = TargetSessionAttrs::Any;
+    let mut options = None;
+    let mut connect_timeout = None;
+    for (key, value) in parsed.params {
+        match key.as_str() {
+            "sslmode" => ssl_mode = Some(value.parse::<SslMode>().map_err(|p| ConfigError::new(VAR, p))?),
+            "sslrootcert" => ssl_root_cert = Some(PathBuf::from(value)),
+            "application_name" => application_name = Some(value),
+            "options" => options = Some(value),
+            "connect_timeout" => {
+                let secs = value.parse::<u64>().map_err(|_| {
+                    ConfigError::new(VAR, format!("connect_timeout '{value}' is not a number of seconds"))
+                })?;
+                connect_timeout = (secs > 0).then(|| Duration::from_secs(secs));
+            }
+            "target_session_attrs" => {
+                target_session_attrs = match value.as_str() {
+                    "any" => TargetSessionAttrs::Any,
+                    "read-write" => TargetSessionAttrs::ReadWrite,
+                    other => {
+                        return Err(ConfigError::new(
+                            VAR,
+                            format!("target_session_attrs '{other}' is not any or read-write"),
+                        ))
+                    }
+                }
+            }
+            other => {
+                return Err(ConfigError::new(
+                    VAR,
+                    format!(
+                        "unsupported parameter '{other}' (supported: sslmode, sslrootcert, \
+                         application_name, options, connect_timeout, target_session_attrs)"
+                    ),
+                ))
+            }
+        }
+    }
+    let user = parsed.user.unwrap_or_else(|| "postgres".to_owned());
+    Ok(DbConfig {
+        dbname: parsed.dbname.unwrap_or_else(|| user.clone()),
+        user,
+        password: parsed.password.filter(|p| !p.is_empty()).map(Password),
+        hosts: parsed.hosts,
+        ssl_mode: ssl_mode.or(base.ssl_env).unwrap_or(SslMode::Prefer),
+        ssl_root_cert: ssl_root_cert.or(base.ssl_root_cert),
+        application_name: application_name
+            .or(base.app_name)
+            .unwrap_or_else(default_app_name),
+        target_session_attrs,
+        options,
+        connect_timeout,
+        pool: base.pool,
+        slow_call: base.slow_call,
+        auto_migrate: base.auto_migrate,
+        source: ConfigSource::ConnectionString,
+    })
+}
+
+fn parse_db_ssl(v: &str) -> Result<SslMode, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" | "require" => Ok(SslMode::Require),
+        "false" | "0" | "no" | "off" | "disable" => Ok(SslMode::Disable),
+        other => other.parse::<SslMode>().map_err(|_| {
+            format!(
+                "'{other}' is not a boolean or an sslmode (true, false, disable, prefer, require, verify-ca, verify-full)"
+            )
+        }),
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_u64(var: &'static str, v: &str) -> Result<u64, ConfigError> {
+    v.trim()
+        .parse::<u64>()
+        .map_err(|_| ConfigError::new(var, format!("'{}' is not a non-negative whole number", v.trim())))
+}
+
+fn read_pool(get: &mut impl FnMut(&str) -> Option<String>) -> Result<PoolSettings, ConfigError> {
+    let defaults = PoolSettings::default();
+    let max_size = match get("DB_POOL_MAX") {
+        None => defaults.max_size,
+        Some(v) => {
+            let n = parse_u64("DB_POOL_MAX", &v)?;
+            if n == 0 {
+                return Err(ConfigError::new("DB_POOL_MAX", "must be at least 1, got 0"));
+            }
+            u32::try_from(n)
+                .map_err(|_| ConfigError::new("DB_POOL_MAX", format!("{n} is too large")))?
+        }
+    };
+    let min_idle = match get("DB_POOL_MIN") {
+        // An unset minimum follows a smaller maximum instead of contradicting it.
+        None => defaults.min_idle.min(max_size),
+        Some(v) => {
+            let n = parse_u64("DB_POOL_MIN", &v)?;
+            let n = u32::try_from(n)
+                .map_err(|_| ConfigError::new("DB_POOL_MIN", format!("{n} is too large")))?;
+            if n > max_size {
+                return Err(ConfigError::new(
+                    "DB_POOL_MIN",
+                    format!("{n} is above DB_POOL_MAX ({max_size})"),
+                ));
+            }
+            n
+        }
+    };
+    let ms = |var: &'static str, default: Duration, get: &mut dyn FnMut(&str) -> Option<String>| {
+        match get(var) {
+            None => Ok(default),
+            Some(v) => {
+                let n = parse_u64(var, &v)?;
+                if n == 0 {
+                    return Err(ConfigError::new(var, "must be at least 1 ms, got 0"));
+                }
+                Ok(Duration::from_millis(n))
+            }
+        }
+    };
+    let idle_timeout = ms("DB_POOL_IDLE_TIMEOUT", defaults.idle_timeout, get)?;
+    let connection_timeout = ms("DB_POOL_CONNECTION_TIMEOUT", defaults.connection_timeout, get)?;
+    Ok(PoolSettings {
+        min_idle,
+        max_size,
+        idle_timeout,
+        connection_timeout,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<Configuration, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        DbConfig::from_lookup(|k| map.get(k).cloned())
+    }
+
+    fn configured(vars: &[(&str, &str)]) -> DbConfig {
+        match cfg(vars) {
+            Ok(Configuration::Configured(c)) => c,
+            other => panic!("expected configured, got {other:?}"),
+        }
+    }
+
+    fn not_configured(vars: &[(&str, &str)]) -> String {
+        match cfg(vars) {
+            Ok(Configuration::NotConfigured { reason }) => reason,
+            other => panic!("expected not configured, got {other:?}"),
+        }
+    }
+
+    fn error(vars: &[(&str, &str)]) -> ConfigError {
+        match cfg(vars) {
+            Err(e) => e,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    const PARTS: &[(&str, &str)] = &[
+        ("DB_HOST", "parts.example"),
+        ("DB_PASSWORD", "partpw"),
+    ];
+
+    #[test]
+    fn nothing_set_is_not_configured_with_reason() {
+        let reason = not_configured(&[]);
+        assert!(reason.contains("DB_CONNECTION_STRING is not set"), "{reason}");
+        assert!(reason.contains("DB_HOST is not set"), "{reason}");
+    }
+
+    #[test]
+    fn blank_values_count_as_unset() {
+        let reason = not_configured(&[("DB_CONNECTION_STRING", "  "), ("DB_PORT", "")]);
+        assert!(reason.contains("DB_CONNECTION_STRING is not set"), "{reason}");
+    }
+
+    #[test]
+    fn string_beats_parts() {
+        let mut vars = PARTS.to_vec();
+        vars.push(("DB_CONNECTION_STRING", "postgres://s:pw@string.example:6000/sdb"));
+        let c = configured(&vars);
+        assert_eq!(c.source(), ConfigSource::ConnectionString);
+        assert_eq!(c.hosts()[0].host, "string.example");
+        assert_eq!(c.hosts()[0].port, 6000);
+        assert_eq!(c.dbname(), "sdb");
+        assert_eq!(c.user(), "s");
+    }
+
+    #[test]
+    fn both_schemes_accepted() {
+        for s in ["postgres://u@h/db", "postgresql://u@h/db", "PostgreSQL://u@h/db"] {
+            let c = configured(&[("DB_CONNECTION_STRING", s)]);
+            assert_eq!(c.dbname(), "db", "{s}");
+        }
+    }
+
+    #[test]
+    fn other_scheme_falls_through_to_parts() {
+        let mut vars = PARTS.to_vec();
+        vars.push(("DB_CONNECTION_STRING", "mysql://u:p@h/db"));
+        let c = configured(&vars);
+        assert_eq!(c.source(), ConfigSource::Parts);
+        assert_eq!(c.hosts()[0].host, "parts.example");
+
+        let reason = not_configured(&[("DB_CONNECTION_STRING", "mysql://u:p@h/db")]);
+        assert!(reason.contains("does not start with postgres://"), "{reason}");
+    }
+
+    #[test]
+    fn placeholder_in_string_means_not_configured() {
+        let reason = not_configured(&[(
+            "DB_CONNECTION_STRING",
+            "postgres://your_user:your_password@localhost/pronghorn",
+        )]);
+        assert!(reason.contains("DB_CONNECTION_STRING holds a placeholder"), "{reason}");
+        assert!(!reason.contains("your_password"), "{reason}");
+    }
+
+    #[test]
+    fn placeholder_string_falls_through_to_parts() {
+        let mut vars = PARTS.to_vec();
+        vars.push(("DB_CONNECTION_STRING", "postgres://your_user@h/db"));
+        assert_eq!(configured(&vars).source(), ConfigSource::Parts);
+    }
+
+    #[test]
+    fn placeholder_password_means_not_configured() {
+        let reason = not_configured(&[("DB_HOST", "h"), ("DB_PASSWORD", "your_password")]);
+        assert!(reason.contains("DB_PASSWORD holds a placeholder"), "{reason}");
+        assert!(!reason.contains("your_password"), "{reason}");
+    }
+
+    #[test]
+    fn empty_password_with_parts_means_not_configured() {
+        let reason = not_configured(&[("DB_HOST", "h"), ("DB_PASSWORD", "")]);
+        assert!(reason.contains("DB_PASSWORD is empty"), "{reason}");
+        let reason = not_configured(&[("DB_HOST", "h")]);
+        assert!(reason.contains("DB_PASSWORD is empty"), "{reason}");
+    }
+
+    #[test]
+    fn parts_defaults() {
+        let c = configured(PARTS);
+        assert_eq!(c.hosts()[0].port, 5432);
+        assert_eq!(c.dbname(), "pronghorn");
+        assert_eq!(c.user(), "postgres");
+        assert_eq!(c.ssl_mode(), SslMode::Prefer);
+        assert_eq!(c.pool(), PoolSettings::default());
+        assert_eq!(c.application_name(), "pronghorn");
+        assert_eq!(c.slow_call_threshold(), Duration::from_millis(500));
+        assert!(!c.auto_migrate());
+        assert_eq!(
+            c.redacted_target(),
+            "postgres://postgres:***@parts.example:5432/pronghorn"
+        );
+    }
+
+    #[test]
+    fn parts_all_set() {
+        let c = configured(&[
+            ("DB_HOST", "db"),
+            ("DB_PORT", "6543"),
+            ("DB_NAME", "app"),
+            ("DB_USER", "appuser"),
+            ("DB_PASSWORD", "pw"),
+            ("APP_NAME", "my-api"),
+            ("DB_POOL_MIN", "1"),
+            ("DB_POOL_MAX", "4"),
+            ("DB_POOL_IDLE_TIMEOUT", "1000"),
+            ("DB_POOL_CONNECTION_TIMEOUT", "250"),
+            ("DB_SLOW_QUERY_MS", "20"),
+            ("DB_AUTO_MIGRATE", "true"),
+        ]);
+        assert_eq!(c.redacted_target(), "postgres://appuser:***@db:6543/app");
+        assert_eq!(c.application_name(), "my-api");
+        assert_eq!(
+            c.pool(),
+            PoolSettings {
+                min_idle: 1,
+                max_size: 4,
+                idle_timeout: Duration::from_millis(1000),
+                connection_timeout: Duration::from_millis(250),
+            }
+        );
+        assert_eq!(c.slow_call_threshold(), Duration::from_millis(20));
+        assert!(c.auto_migrate());
+        let pg = c.to_pg_config();
+        assert_eq!(pg.get_application_name(), Some("my-api"));
+        assert_eq!(pg.get_password(), Some(&b"pw"[..]));
+        assert_eq!(pg.get_connect_timeout(), Some(&Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn db_ssl_true_means_require() {
+        for v in ["true", "1", "require", "TRUE"] {
+            let mut vars = PARTS.to_vec();
+            vars.push(("DB_SSL", v));
+            assert_eq!(configured(&vars).ssl_mode(), SslMode::Require, "{v}");
+        }
+        let c = configured(&[("DB_CONNECTION_STRING", "postgres://u@h/db"), ("DB_SSL", "true")]);
+        assert_eq!(c.ssl_mode(), SslMode::Require);
+        let c = configured(&[("DB_CONNECTION_STRING", "postgres://u@h/db"), ("DB_SSL", "false")]);
+        assert_eq!(c.ssl_mode(), SslMode::Disable);
+    }
+
+    #[test]
+    fn sslmode_in_string_beats_db_ssl() {
+        let c = configured(&[
+            ("DB_CONNECTION_STRING", "postgres://u@h/db?sslmode=disable"),
+            ("DB_SSL", "true"),
+        ]);
+        assert_eq!(c.ssl_mode(), SslMode::Disable);
+        let c = configured(&[
+            ("DB_CONNECTION_STRING", "postgres://u@h/db?sslmode=verify-full"),
+            ("DB_SSL", "false"),
+        ]);
+        assert_eq!(c.ssl_mode(), SslMode::VerifyFull);
+    }
+
+    #[test]
+    fn percent_encoded_password_decodes() {
+        let c = configured(&[("DB_CONNECTION_STRING", "postgres://u:p%40ss%2Fw%3Ard@h/db")]);
+        assert_eq!(c.password.as_ref().map(|p| p.expose()), Some("p@ss/w:rd"));
+        assert_eq!(c.to_pg_config().get_password(), Some(&b"p@ss/w:rd"[..]));
+    }
+
+    #[test]
+    fn ipv6_hosts() {
+        let c = configured(&[("DB_CONNECTION_STRING", "postgres://u:pw@[::1]:5433/db")]);
+        assert_eq!(c.hosts()[0].host, "::1");
+        assert_eq!(c.hosts()[0].port, 5433);
+        assert_eq!(c.redacted_target(), "postgres://u:***@[::1]:5433/db");
+
+        let c = configured(&[("DB_HOST", "[2001:db8::5]"), ("DB_PASSWORD", "pw")]);
+        assert_eq!(c.hosts()[0].host, "2001:db8::5");
+        let c = configured(&[("DB_HOST", "2001:db8::5"), ("DB_PASSWORD", "pw")]);
+        assert_eq!(c.redacted_target(), "postgres://postgres:***@[2001:db8::5]:5432/pronghorn");
+    }
+
+    #[test]
+    fn multi_host_string() {
+        let c = configured(&[(
+            "DB_CONNECTION_STRING",
+            "postgres://u@h1:5432,h2:5433/db?target_session_attrs=read-write",
+        )]);
+        assert_eq!(c.hosts().len(), 2);
+        assert_eq!(c.target_session_attrs(), TargetSessionAttrs::ReadWrite);
+        assert_eq!(c.redacted_target(), "postgres://u@h1:5432,h2:5433/db");
+    }
+
+    #[test]
+    fn unknown_sslmode_is_an_error_naming_the_variable() {
+        let e = error(&[("DB_CONNECTION_STRING", "postgres://u@h/db?sslmode=sometimes")]);
+        assert_eq!(e.variable, "DB_CONNECTION_STRING");
+        assert!(e.problem.contains("unknown sslmode 'sometimes'"), "{}", e.problem);
+        let mut vars = PARTS.to_vec();
+        vars.push(("DB_SSL", "sometimes"));
+        assert_eq!(error(&vars).variable, "DB_SSL");
+    }
+
+    #[test]
+    fn pool_max_zero_is_an_error() {
+        let e = error(&[("DB_POOL_MAX", "0")]);
+        assert_eq!(e.variable, "DB_POOL_MAX");
+        assert_eq!(e.to_string(), "invalid configuration: DB_POOL_MAX: must be at least 1, got 0");
+    }
+
+    #[test]
+    fn port_abc_is_an_error() {
+        let mut vars = PARTS.to_vec();
+        vars.push(("DB_PORT", "abc"));
+        let e = error(&vars);
+        assert_eq!(e.variable, "DB_PORT");
+        assert!(e.problem.contains("'abc' is not a port number"), "{}", e.problem);
+    }
+
+    #[test]
+    fn min_above_max_is_an_error() {
+        let e = error(&[("DB_POOL_MIN", "5"), ("DB_POOL_MAX", "3")]);
+        assert_eq!(e.variable, "DB_POOL_MIN");
+        assert!(e.problem.contains("above DB_POOL_MAX (3)"), "{}", e.problem);
+        // An unset minimum follows a smaller maximum.
+        let mut vars = PARTS.to_vec();
+        vars.push(("DB_POOL_MAX", "1"));
+        assert_eq!(configured(&vars).pool().min_idle, 1);
+    }
+
+    #[test]
+    fn other_malformed_values_name_their_variable() {
+        let cases: &[(&str, &str)] = &[
+            ("DB_POOL_MIN", "-1"),
+            ("DB_POOL_IDLE_TIMEOUT", "soon"),
+            ("DB_POOL_CONNECTION_TIMEOUT", "0"),
+            ("DB_SLOW_QUERY_MS", "1.5"),
+            ("DB_AUTO_MIGRATE", "maybe"),
+        ];
+        for (var, value) in cases {
+            let e = error(&[(var, value)]);
+            assert_eq!(e.variable, *var, "{value}");
+        }
+        for s in [
+            "postgres://u@h:abc/db",
+            "postgres:///db",
+            "postgres://u@h/db?colour=blue",
+            "postgres://u@h/db?connect_timeout=x",
+        ] {
+            assert_eq!(error(&[("DB_CONNECTION_STRING", s)]).variable, "DB_CONNECTION_STRING", "{s}");
+        }
+    }
+
+    #[test]
+    fn debug_and_display_never_show_the_password() {
+        let c = configured(&[("DB_CONNECTION_STRING", "postgres://u:s3cretpw@h:1/x")]);
+        let all = format!("{c:?} {c} {:?}", Configuration::Configured(c.clone()));
+        assert!(!all.contains("s3cretpw"), "{all}");
+        assert!(all.contains("postgres://u:***@h:1/x"), "{all}");
+        let c = configured(&[("DB_HOST", "h"), ("DB_PASSWORD", "p4rtsecret")]);
+        let all = format!("{c:?} {c}");
+        assert!(!all.contains("p4rtsecret"), "{all}");
+        let e = error(&[("DB_CONNECTION_STRING", "postgres://u:s3cretpw@h:bad/x")]);
+        assert!(!format!("{e} {e:?}").contains("s3cretpw"));
+    }
+
+    #[test]
+    fn string_without_password_or_db() {
+        let c = configured(&[("DB_CONNECTION_STRING", "postgres://postgres@127.0.0.1:5432")]);
+        assert_eq!(c.dbname(), "postgres");
+        assert_eq!(c.redacted_target(), "postgres://postgres@127.0.0.1:5432/postgres");
+    }
+}

@@ -1,0 +1,158 @@
+//! The crate's one error type, and the single place where lower-level errors
+//! (diesel, bb8, tokio-postgres) are mapped onto it.
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+/// Result alias used by every fallible function of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the data layer.
+///
+/// Messages never contain a password, a password hash, a token or a
+/// connection string with its password: targets are always the redacted form
+/// (`postgres://user:***@host:5432/db`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No database is configured; the store runs in "database disabled" mode.
+    #[error("the database is disabled (no database configured)")]
+    Disabled,
+
+    /// The server could not be reached, a connection broke, or no pooled
+    /// connection became free within the connection timeout.
+    #[error("the database at {target} is unavailable: {reason}")]
+    Unavailable {
+        /// The redacted connection target.
+        target: String,
+        /// Why: the last connection error, or the pool time-out.
+        reason: String,
+    },
+
+    /// The requested row does not exist (or is not visible to the caller).
+    #[error("{entity} not found")]
+    NotFound {
+        /// What was looked up, e.g. `"user"`.
+        entity: &'static str,
+    },
+
+    /// A unique or foreign-key constraint refused the write.
+    #[error("conflict: constraint {constraint} refused the write")]
+    Conflict {
+        /// The constraint's name, e.g. `users_email_key`.
+        constraint: String,
+    },
+
+    /// Input was rejected before any query ran.
+    #[error("invalid {field}: {reason}")]
+    Validation {
+        /// The offending field, e.g. `"email"`.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// The caller may not do this (role hierarchy).
+    #[error("forbidden: {reason}")]
+    Forbidden {
+        /// Why the action was refused.
+        reason: String,
+    },
+
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(#[source] DieselError),
+
+    /// Applying or reverting migrations failed.
+    #[error("migration failed: {0}")]
+    Migration(String),
+
+    /// The configuration is present but malformed.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+impl Error {
+    /// Builds a [`Error::Validation`].
+    pub fn validation(field: &'static str, reason: impl Into<String>) -> Self {
+        Error::Validation {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    /// Maps a diesel error; `target` is the redacted connection target, used
+    /// when the error means the connection is gone.
+    pub(crate) fn from_diesel(err: DieselError, target: &str) -> Self {
+        match err {
+            DieselError::NotFound => Error::NotFound { entity: "row" },
+            DieselError::DatabaseError(kind, info) => match kind {
+                DatabaseErrorKind::UniqueViolation
+                | DatabaseErrorKind::ForeignKeyViolation
+                | DatabaseErrorKind::CheckViolation
+                | DatabaseErrorKind::NotNullViolation
+                | DatabaseErrorKind::RestrictViolation
+                | DatabaseErrorKind::ExclusionViolation => match info.constraint_name() {
+                    Some(name) => Error::Conflict {
+                        constraint: name.to_owned(),
+                    },
+                    None => Error::Database(DieselError::DatabaseError(kind, info)),
+                },
+                DatabaseErrorKind::UnableToSendCommand | DatabaseErrorKind::ClosedConnection => {
+                    Error::Unavailable {
+                        target: target.to_owned(),
+                        reason: info.message().to_owned(),
+                    }
+                }
+                other => Error::Database(DieselError::DatabaseError(other, info)),
+            },
+            DieselError::BrokenTransactionManager => Error::Unavailable {
+                target: target.to_owned(),
+                reason: "the connection was lost inside a transaction".to_owned(),
+            },
+            other => Error::Database(other),
+        }
+    }
+
+    /// True when the error means the connection (not the query) failed, so a
+    /// fresh connection may succeed.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unavailable { .. })
+    }
+
+    /// True for serialization failures and deadlocks, which a retry of the
+    /// whole transaction may resolve.
+    pub fn is_retryable_conflict(&self) -> bool {
+        match self {
+            Error::Database(DieselError::DatabaseError(kind, info)) => {
+                // Deadlocks (40P01) have no diesel kind of their own.
+                matches!(kind, DatabaseErrorKind::SerializationFailure)
+                    || info.message().contains("deadlock detected")
+            }
+            _ => false,
+        }
+    }
+
+    /// A short, stable label for logs and spans (`"ok"` is used for success).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Disabled => "disabled",
+            Error::Unavailable { .. } => "unavailable",
+            Error::NotFound { .. } => "not_found",
+            Error::Conflict { .. } => "conflict",
+            Error::Validation { .. } => "validation",
+            Error::Forbidden { .. } => "forbidden",
+            Error::Database(_) => "database",
+            Error::Migration(_) => "migration",
+            Error::Config(_) => "config",
+        }
+    }
+}
+
+impl From<DieselError> for Error {
+    /// Maps a diesel error whose connection target is not known at the call
+    /// site; [`crate::PgStore`] fills the redacted target in before the error
+    /// reaches the caller.
+    fn from(err: DieselError) -> Self {
+        Error::from_diesel(err, "the database")
+    }
+}

@@ -1,0 +1,86 @@
+//! `pronghorn-db`: the PostgreSQL data layer of Pronghorn web applications.
+//!
+//! Diesel checks every query against the schema at compile time; a bb8 pool
+//! of diesel-async connections serves them; the [`Store`] trait lets an
+//! application run with a database ([`PgStore`]) or without one
+//! ([`DisabledStore`], whose data methods fail with [`Error::Disabled`]).
+//!
+//! Configuration comes from the environment and `.env` (see [`DbConfig`]);
+//! [`connect_from_env`] picks the right store.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use pronghorn_db::{Error, Store};
+//!
+//! // A handler receives the store as shared state and calls it.
+//! async fn health(store: Arc<dyn Store>) -> (u16, String) {
+//!     match store.server_info().await {
+//!         Ok(info) => (200, format!("connected to {}", info.version)),
+//!         Err(Error::Disabled) => (503, "database disabled".to_owned()),
+//!         Err(e) => (503, e.to_string()),
+//!     }
+//! }
+//!
+//! # async fn run() -> Result<(), Error> {
+//! let store = pronghorn_db::connect_from_env().await?;
+//! let (status, body) = health(store.clone()).await;
+//! println!("{status} {body}");
+//! store.close().await;
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod config;
+mod conninfo;
+pub mod error;
+pub mod migrate;
+pub(crate) mod observe;
+pub mod pool;
+pub mod schema;
+pub mod store;
+mod tls;
+
+pub use config::{Configuration, ConfigError, DbConfig, PoolSettings, SslMode};
+pub use conninfo::HostPort;
+pub use error::{Error, Result};
+pub use pool::PoolStats;
+pub use store::{DisabledStore, HealthStore, PgStore, ServerInfo, Store};
+
+use std::sync::Arc;
+
+/// Builds the store the environment asks for: a [`PgStore`] when a database
+/// is configured, else a [`DisabledStore`] (logging one line that says why and
+/// how to configure). When configured, it tests the connection once and logs
+/// the outcome, and runs pending migrations when `DB_AUTO_MIGRATE` is true
+/// (a failure there is logged, and the store is returned anyway).
+///
+/// Never fails because the configuration is missing or the server is down;
+/// fails with [`Error::Config`] only when a value is malformed.
+pub async fn connect_from_env() -> Result<Arc<dyn Store>> {
+    match DbConfig::from_env()? {
+        Configuration::NotConfigured { reason } => {
+            tracing::info!(
+                %reason,
+                "database disabled: set DB_CONNECTION_STRING, or DB_HOST and DB_PASSWORD, to enable it"
+            );
+            Ok(Arc::new(DisabledStore::new(reason)))
+        }
+        Configuration::Configured(config) => Ok(Arc::new(connect(config).await?)),
+    }
+}
+
+/// Builds a [`PgStore`] for `config`, tests the connection once (logging the
+/// outcome) and honours `DB_AUTO_MIGRATE`, as [`connect_from_env`] does.
+///
+/// Fails with [`Error::Config`] only when the TLS settings cannot be built.
+pub async fn connect(config: DbConfig) -> Result<PgStore> {
+    let auto_migrate = config.auto_migrate();
+    let store = PgStore::new(config).await?;
+    if store.test_connection().await && auto_migrate {
+        match migrate::run_pending(&store).await {
+            Ok(applied) => tracing::info!(count = applied.len(), "applied pending migrations"),
+            Err(e) => tracing::error!(error = %e, "DB_AUTO_MIGRATE: running migrations failed"),
+        }
+    }
+    Ok(store)
+}

@@ -1,0 +1,220 @@
+//! The bb8 pool of diesel-async connections: TLS through a custom setup, an
+//! error sink that logs why connections fail, and [`PoolStats`].
+
+use crate::config::{ConfigError, DbConfig};
+use crate::error::Error;
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, PoolError, PoolableConnection, RecyclingMethod,
+};
+use diesel_async::AsyncPgConnection;
+use futures_util::FutureExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The pool type behind [`crate::PgStore`].
+pub type DbPool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
+
+/// A connection checked out of the pool; it returns to the pool when dropped.
+pub type PooledConn = bb8::PooledConnection<'static, AsyncDieselConnectionManager<AsyncPgConnection>>;
+
+/// A snapshot of the pool's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct PoolStats {
+    /// Connections open now (idle and in use).
+    pub size: u32,
+    /// Open connections not checked out.
+    pub idle: u32,
+    /// Connections checked out by callers.
+    pub in_use: u32,
+    /// Callers waiting for a connection.
+    pub waiting: u64,
+    /// The most connections the pool opens.
+    pub max: u32,
+    /// Idle connections the pool tries to keep.
+    pub min_idle: u32,
+}
+
+/// What the pool last learned about the server, shared with the setup
+/// function and the error sink.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    connected: AtomicBool,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Health {
+    pub(crate) fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn mark_connected(&self) {
+        self.connected.store(true, Ordering::Relaxed);
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = None;
+        }
+    }
+
+    pub(crate) fn mark_failed(&self, reason: String) {
+        self.connected.store(false, Ordering::Relaxed);
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(reason);
+        }
+    }
+
+    /// The last connection error, if no connection succeeded since.
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|l| l.clone())
+    }
+}
+
+/// Logs connection failures that bb8 meets in the background (where no
+/// caller would see them) and remembers the last one for error messages.
+#[derive(Debug, Clone)]
+struct LogSink {
+    target: Arc<str>,
+    health: Arc<Health>,
+}
+
+impl bb8::ErrorSink<PoolError> for LogSink {
+    fn sink(&self, error: PoolError) {
+        match error {
+            PoolError::ConnectionError(e) => {
+                let reason = e.to_string();
+                tracing::warn!(target: "pronghorn_db::pool", db = %self.target, error = %reason, "could not open a database connection");
+                self.health.mark_failed(reason);
+            }
+            PoolError::QueryError(e) => {
+                tracing::debug!(target: "pronghorn_db::pool", db = %self.target, error = %e, "dropped a pooled connection that was closed");
+            }
+        }
+    }
+
+    fn boxed_clone(&self) -> Box<dyn bb8::ErrorSink<PoolError>> {
+        Box::new(self.clone())
+    }
+}
+
+/// Builds the pool without contacting the server: connections are opened in
+/// the background and on demand.
+///
+/// Fails only when the TLS settings cannot be built (an unreadable
+/// `DB_SSL_ROOT_CERT`).
+pub(crate) fn build(config: &DbConfig, health: Arc<Health>) -> Result<DbPool, ConfigError> {
+    let tls = crate::tls::connector(config)?;
+    let pg_config = Arc::new(config.to_pg_config());
+    let target: Arc<str> = config.redacted_target().into();
+
+    let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+    let setup_health = health.clone();
+    manager_config.custom_setup = Box::new(move |_url| {
+        let pg_config = pg_config.clone();
+        let tls = tls.clone();
+        let health = setup_health.clone();
+        async move {
+            let result = connect(&pg_config, tls).await;
+            if result.is_ok() {
+                health.mark_connected();
+            }
+            result
+        }
+        .boxed()
+    });
+    // A checkout only asks whether the socket is still open: no round trip.
+    // Connections the server closed are dropped here; one that dies silently
+    // fails its first query, is marked broken and is not returned to the pool.
+    manager_config.recycling_method = RecyclingMethod::CustomFunction(Box::new(|conn| {
+        let broken = conn.is_broken();
+        async move {
+            if broken {
+                Err(diesel::result::Error::BrokenTransactionManager)
+            } else {
+                Ok(())
+            }
+        }
+        .boxed()
+    }));
+
+    let manager = AsyncDieselConnectionManager::new_with_config(String::new(), manager_config);
+    let settings = config.pool();
+    Ok(bb8::Pool::builder()
+        .max_size(settings.max_size)
+        .min_idle(Some(settings.min_idle))
+        .idle_timeout(Some(settings.idle_timeout))
+        .connection_timeout(settings.connection_timeout)
+        .test_on_check_out(true)
+        .error_sink(Box::new(LogSink { target, health }))
+        .build_unchecked(manager))
+}
+
+async fn connect(
+    pg_config: &tokio_postgres::Config,
+    tls: Option<tokio_postgres_rustls::MakeRustlsConnect>,
+) -> diesel::ConnectionResult<AsyncPgConnection> {
+    let bad = |e: tokio_postgres::Error| diesel::ConnectionError::BadConnection(describe(&e));
+    match tls {
+        Some(tls) => {
+            let (client, conn) = pg_config.connect(tls).await.map_err(bad)?;
+            AsyncPgConnection::try_from_client_and_connection(client, conn).await
+        }
+        None => {
+            let (client, conn) = pg_config.connect(tokio_postgres::NoTls).await.map_err(bad)?;
+            AsyncPgConnection::try_from_client_and_connection(client, conn).await
+        }
+    }
+}
+
+/// tokio-postgres puts the useful part (refused, TLS failure, auth failure)
+/// in the error's source chain; join it into one line.
+fn describe(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let part = s.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = s.source();
+    }
+    text
+}
+
+/// Reads the pool's figures.
+pub(crate) fn stats(pool: &DbPool) -> PoolStats {
+    let state = pool.state();
+    let config = pool.config();
+    PoolStats {
+        size: state.connections,
+        idle: state.idle_connections,
+        in_use: state.connections.saturating_sub(state.idle_connections),
+        waiting: state.statistics.pending_gets(),
+        max: config.max_size,
+        min_idle: config.min_idle.unwrap_or(0),
+    }
+}
+
+/// Checks a connection out, mapping a time-out or connection failure to
+/// [`Error::Unavailable`] with the redacted target and the last known reason.
+pub(crate) async fn checkout(pool: &DbPool, target: &str, health: &Health) -> Result<PooledConn, Error> {
+    match pool.get_owned().await {
+        Ok(conn) => Ok(conn),
+        Err(bb8::RunError::TimedOut) => {
+            let waited = pool.config().connection_timeout.as_millis();
+            let reason = match health.last_error() {
+                Some(last) => format!("no connection within {waited} ms; last error: {last}"),
+                None => format!("no connection became free within {waited} ms"),
+            };
+            Err(Error::Unavailable {
+                target: target.to_owned(),
+                reason,
+            })
+        }
+        Err(bb8::RunError::User(e)) => {
+            health.mark_failed(e.to_string());
+            Err(Error::Unavailable {
+                target: target.to_owned(),
+                reason: e.to_string(),
+            })
+        }
+    }
+}

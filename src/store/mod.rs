@@ -1,0 +1,67 @@
+//! The [`Store`] trait that applications hold as `Arc<dyn Store>`, its two
+//! implementations, and the entry point that picks one from the environment.
+//!
+//! The trait is split by aggregate; each part is a supertrait of [`Store`],
+//! so an `Arc<dyn Store>` reaches every method.
+
+mod disabled;
+mod pg;
+
+pub use disabled::DisabledStore;
+pub use pg::PgStore;
+
+use crate::error::Result;
+use crate::pool::PoolStats;
+use async_trait::async_trait;
+
+/// What `SELECT now(), version()` reports.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServerInfo {
+    /// The server's clock at the time of the query.
+    pub now: chrono::DateTime<chrono::Utc>,
+    /// The server's `version()` string.
+    pub version: String,
+}
+
+/// Health and lifecycle of the data layer.
+#[async_trait]
+pub trait HealthStore: Send + Sync {
+    /// Whether a database is configured (false for [`DisabledStore`]).
+    fn is_configured(&self) -> bool;
+
+    /// The last known connection state: true after a connection or query
+    /// succeeded, false after one failed or when nothing is configured.
+    fn is_connected(&self) -> bool;
+
+    /// The connection target with its password redacted, or `None` when no
+    /// database is configured.
+    fn target(&self) -> Option<String>;
+
+    /// Runs `SELECT now(), version()`.
+    ///
+    /// Fails with [`crate::Error::Disabled`] when nothing is configured and
+    /// [`crate::Error::Unavailable`] when the server cannot be reached within
+    /// the connection timeout.
+    async fn server_info(&self) -> Result<ServerInfo>;
+
+    /// Checks the connection with [`HealthStore::server_info`] and logs the
+    /// outcome (server version, or a warning with a hint). Returns whether
+    /// it succeeded; never fails.
+    async fn test_connection(&self) -> bool;
+
+    /// The pool's figures, or `None` when nothing is configured.
+    fn pool_stats(&self) -> Option<PoolStats>;
+
+    /// Closes the pool: idle connections are closed now, checked-out ones
+    /// when they are returned, and later calls fail with
+    /// [`crate::Error::Unavailable`]. Never fails.
+    async fn close(&self);
+}
+
+/// The data layer an application holds, as `Arc<dyn Store>`.
+///
+/// [`PgStore`] does the work on PostgreSQL; [`DisabledStore`] answers every
+/// data method with [`crate::Error::Disabled`].
+pub trait Store: HealthStore {}
+
+impl<T: HealthStore> Store for T {}

@@ -1,0 +1,200 @@
+//! [`PgStore`]: the store backed by PostgreSQL through the bb8 pool.
+
+use super::{HealthStore, ServerInfo};
+use crate::config::DbConfig;
+use crate::error::{Error, Result};
+use crate::observe::observed;
+use crate::pool::{self, DbPool, Health, PoolStats, PooledConn};
+use async_trait::async_trait;
+use diesel::sql_types::{Text, Timestamptz};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::future::BoxFuture;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+/// The store backed by PostgreSQL.
+///
+/// Cheap to share: hold it in an `Arc` (or as `Arc<dyn Store>`).
+pub struct PgStore {
+    pool: RwLock<Option<DbPool>>,
+    config: DbConfig,
+    target: String,
+    health: Arc<Health>,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("target", &self.target)
+            .field("connected", &self.health.is_connected())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(diesel::QueryableByName)]
+struct ServerInfoRow {
+    #[diesel(sql_type = Timestamptz)]
+    now: chrono::DateTime<chrono::Utc>,
+    #[diesel(sql_type = Text)]
+    version: String,
+}
+
+impl PgStore {
+    /// Builds the store and its pool without waiting for the server: the
+    /// pool opens its connections in the background. Must be called inside
+    /// a Tokio runtime.
+    ///
+    /// Fails with [`Error::Config`] only when the TLS settings cannot be
+    /// built (an unreadable `DB_SSL_ROOT_CERT`).
+    pub async fn new(config: DbConfig) -> Result<Self> {
+        let health = Arc::new(Health::default());
+        let pool = pool::build(&config, health.clone())?;
+        Ok(PgStore {
+            pool: RwLock::new(Some(pool)),
+            target: config.redacted_target(),
+            config,
+            health,
+        })
+    }
+
+    /// The configuration the store was built with.
+    pub fn config(&self) -> &DbConfig {
+        &self.config
+    }
+
+    /// The underlying bb8 pool, for hand-written queries.
+    ///
+    /// Fails with [`Error::Unavailable`] after [`HealthStore::close`].
+    pub fn pool(&self) -> Result<DbPool> {
+        self.pool
+            .read()
+            .ok()
+            .and_then(|p| p.clone())
+            .ok_or_else(|| self.closed())
+    }
+
+    pub(crate) fn target_string(&self) -> String {
+        self.target.clone()
+    }
+
+    fn closed(&self) -> Error {
+        Error::Unavailable {
+            target: self.target.clone(),
+            reason: "the store was closed".to_owned(),
+        }
+    }
+
+    /// Checks a connection out of the pool for hand-written SQL; it returns
+    /// to the pool when dropped.
+    ///
+    /// Fails with [`Error::Unavailable`] (naming the redacted target and the
+    /// last connection error) when none is available within the connection
+    /// timeout.
+    pub async fn conn(&self) -> Result<PooledConn> {
+        let pool = self.pool()?;
+        let result = pool::checkout(&pool, &self.target, &self.health).await;
+        if result.is_ok() {
+            self.health.mark_connected();
+        }
+        result
+    }
+
+    /// Runs `f` in one transaction on a pooled connection: committed when
+    /// `f` returns `Ok`, rolled back when it returns `Err` or panics.
+    ///
+    /// Returns `f`'s error, or [`Error::Unavailable`] when no connection is
+    /// available or the connection is lost.
+    pub async fn transaction<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send,
+        F: for<'c> FnOnce(&'c mut AsyncPgConnection) -> BoxFuture<'c, Result<R>> + Send,
+    {
+        let mut conn = self.conn().await?;
+        let result = conn.transaction(async move |c| f(c).await).await;
+        self.settle(result)
+    }
+
+    /// Maps connection-level failures to the redacted target and records
+    /// them in the health state.
+    pub(crate) fn settle<T>(&self, result: Result<T>) -> Result<T> {
+        result.map_err(|e| self.settle_err(e))
+    }
+
+    /// [`PgStore::settle`] for one error.
+    pub(crate) fn settle_err(&self, err: Error) -> Error {
+        match err {
+            Error::Unavailable { reason, .. } => {
+                self.health.mark_failed(reason.clone());
+                Error::Unavailable {
+                    target: self.target.clone(),
+                    reason,
+                }
+            }
+            other => other,
+        }
+    }
+
+    fn slow(&self) -> Duration {
+        self.config.slow_call_threshold()
+    }
+}
+
+#[async_trait]
+impl HealthStore for PgStore {
+    fn is_configured(&self) -> bool {
+        true
+    }
+
+    fn is_connected(&self) -> bool {
+        self.health.is_connected()
+    }
+
+    fn target(&self) -> Option<String> {
+        Some(self.target.clone())
+    }
+
+    async fn server_info(&self) -> Result<ServerInfo> {
+        observed!(self.slow(), "server_info", async {
+            let mut conn = self.conn().await?;
+            let row: Result<ServerInfoRow> = diesel::sql_query("SELECT now() AS now, version() AS version")
+                .get_result(&mut conn)
+                .await
+                .map_err(Error::from);
+            self.settle(row.map(|r| ServerInfo {
+                now: r.now,
+                version: r.version,
+            }))
+        })
+    }
+
+    async fn test_connection(&self) -> bool {
+        match self.server_info().await {
+            Ok(info) => {
+                tracing::info!(db = %self.target, version = %info.version, "database connection succeeded");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(
+                    db = %self.target,
+                    error = %e,
+                    "database connection failed; check that the server runs and that \
+                     DB_CONNECTION_STRING (or DB_HOST, DB_PORT, DB_USER, DB_PASSWORD) is right"
+                );
+                false
+            }
+        }
+    }
+
+    fn pool_stats(&self) -> Option<PoolStats> {
+        Some(self.pool().map(|p| pool::stats(&p)).unwrap_or_default())
+    }
+
+    async fn close(&self) {
+        let pool = self.pool.write().ok().and_then(|mut p| p.take());
+        if pool.is_some() {
+            tracing::info!(db = %self.target, "database pool closed");
+        }
+        self.health.mark_failed("the store was closed".to_owned());
+        drop(pool);
+    }
+}
