@@ -103,6 +103,12 @@ impl Error {
                         reason: info.message().to_owned(),
                     }
                 }
+                DatabaseErrorKind::Unknown if is_server_going_away(info.message()) => {
+                    Error::Unavailable {
+                        target: target.to_owned(),
+                        reason: info.message().to_owned(),
+                    }
+                }
                 other => Error::Database(DieselError::DatabaseError(other, info)),
             },
             DieselError::BrokenTransactionManager => Error::Unavailable {
@@ -146,6 +152,22 @@ impl Error {
             Error::Config(_) => "config",
         }
     }
+}
+
+/// diesel-async hides the SQLSTATE, so the server's shutdown and start-up
+/// errors (class 57P: admin_shutdown, crash_shutdown, cannot_connect_now) are
+/// recognised by their messages, as the server sends them in English (the
+/// default `lc_messages`).
+fn is_server_going_away(message: &str) -> bool {
+    const MESSAGES: &[&str] = &[
+        "terminating connection due to administrator command",
+        "terminating connection because of crash of another server process",
+        "the database system is shutting down",
+        "the database system is starting up",
+        "the database system is in recovery mode",
+        "terminating connection due to unexpected postmaster exit",
+    ];
+    MESSAGES.iter().any(|m| message.contains(m))
 }
 
 impl From<DieselError> for Error {

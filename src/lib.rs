@@ -57,7 +57,16 @@ use std::sync::Arc;
 /// Never fails because the configuration is missing or the server is down;
 /// fails with [`Error::Config`] only when a value is malformed.
 pub async fn connect_from_env() -> Result<Arc<dyn Store>> {
-    match DbConfig::from_env()? {
+    store_from(DbConfig::from_env()?).await
+}
+
+/// Builds the store for an already-read [`Configuration`], as
+/// [`connect_from_env`] does: [`DisabledStore`] (with one log line) or
+/// [`PgStore`] via [`connect`].
+///
+/// Fails with [`Error::Config`] only when the TLS settings cannot be built.
+pub async fn store_from(configuration: Configuration) -> Result<Arc<dyn Store>> {
+    match configuration {
         Configuration::NotConfigured { reason } => {
             tracing::info!(
                 %reason,

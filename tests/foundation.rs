@@ -1,0 +1,306 @@
+//! The foundation against a real PostgreSQL: disabled mode, an unreachable
+//! server, a server restart under a live pool, TLS modes, close, and the
+//! per-call tracing spans.
+
+mod common;
+
+use common::cluster::Cluster;
+use common::{admin_config, admin_url, TestDb};
+use pronghorn_db::{
+    store_from, Configuration, DbConfig, Error, HealthStore, PgStore, PoolSettings, SslMode,
+};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+fn configured(vars: &[(&str, &str)]) -> DbConfig {
+    let map: HashMap<&str, &str> = vars.iter().copied().collect();
+    match DbConfig::from_lookup(|k| map.get(k).map(|v| v.to_string())) {
+        Ok(Configuration::Configured(c)) => c,
+        other => panic!("expected configured: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn nothing_configured_gives_a_disabled_store() {
+    let configuration = DbConfig::from_lookup(|_| None).expect("not malformed");
+    let store = store_from(configuration).await.expect("never fails when unconfigured");
+    assert!(!store.is_configured());
+    assert!(!store.is_connected());
+    assert!(!store.test_connection().await);
+    assert_eq!(store.pool_stats(), None);
+    assert_eq!(store.target(), None);
+    assert!(matches!(store.server_info().await, Err(Error::Disabled)));
+    store.close().await;
+    assert!(matches!(store.server_info().await, Err(Error::Disabled)));
+}
+
+#[tokio::test]
+async fn closed_port_fails_within_the_connection_timeout() {
+    let timeout_ms = 1000;
+    let config = configured(&[
+        ("DB_CONNECTION_STRING", "postgres://u:s3cretpw@127.0.0.1:1/x"),
+        ("DB_POOL_CONNECTION_TIMEOUT", "1000"),
+    ]);
+    let started = Instant::now();
+    let store = store_from(Configuration::Configured(config)).await.expect("builds");
+    let built_in = started.elapsed();
+    assert!(
+        built_in <= Duration::from_millis(timeout_ms + 500),
+        "the entry point took {built_in:?}"
+    );
+    assert!(store.is_configured());
+    assert!(!store.is_connected());
+
+    let started = Instant::now();
+    let err = store.server_info().await.expect_err("nothing listens on port 1");
+    let took = started.elapsed();
+    assert!(took <= Duration::from_millis(timeout_ms + 500), "took {took:?}");
+    match &err {
+        Error::Unavailable { target, reason } => {
+            assert_eq!(target, "postgres://u:***@127.0.0.1:1/x");
+            assert!(reason.contains("Connection refused"), "{reason}");
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+    let shown = format!("{err} {err:?} {store:?}", store = store.target());
+    assert!(!shown.contains("s3cretpw"), "{shown}");
+    assert!(!store.test_connection().await);
+}
+
+#[tokio::test]
+async fn the_same_store_serves_again_after_a_server_restart() {
+    let cluster = Cluster::start();
+    let config = configured(&[("DB_CONNECTION_STRING", &cluster.url()), ("DB_SSL", "false")])
+        .with_pool(PoolSettings {
+            min_idle: 2,
+            max_size: 4,
+            idle_timeout: Duration::from_secs(30),
+            connection_timeout: Duration::from_millis(1500),
+        });
+    let store = PgStore::new(config).await.expect("store");
+    assert!(store.server_info().await.is_ok());
+    assert!(store.is_connected());
+
+    cluster.stop();
+    let started = Instant::now();
+    let err = store.server_info().await.expect_err("the server is down");
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(started.elapsed() <= Duration::from_millis(2500), "{:?}", started.elapsed());
+    assert!(!store.is_connected());
+
+    cluster.restart();
+    let started = Instant::now();
+    let mut served = false;
+    while started.elapsed() < Duration::from_secs(10) {
+        if store.server_info().await.is_ok() {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(served, "the store did not recover within 10 s");
+    assert!(store.is_connected());
+    // Every pooled connection is a new one: the old ones were dropped.
+    for _ in 0..8 {
+        store.server_info().await.expect("serves after the restart");
+    }
+    store.close().await;
+}
+
+async fn ssl_in_use(store: &PgStore) -> bool {
+    use diesel::sql_types::Bool;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Bool)]
+        ssl: bool,
+    }
+    let mut conn = store.conn().await.expect("conn");
+    let row: Row = diesel::sql_query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .get_result(&mut *conn)
+        .await
+        .expect("pg_stat_ssl");
+    row.ssl
+}
+
+fn local(mode: &str, extra: &[(&str, &str)]) -> DbConfig {
+    let url = format!("{}?sslmode={mode}", admin_url().split('?').next().unwrap_or_default());
+    let mut vars = vec![("DB_CONNECTION_STRING", url.as_str()), ("DB_POOL_CONNECTION_TIMEOUT", "2000")];
+    vars.extend_from_slice(extra);
+    configured(&vars)
+}
+
+#[tokio::test]
+async fn sslmode_require_encrypts() {
+    let store = PgStore::new(local("require", &[])).await.expect("store");
+    assert!(ssl_in_use(&store).await, "pg_stat_ssl says the connection is plain");
+}
+
+#[tokio::test]
+async fn sslmode_disable_is_plain_text() {
+    let store = PgStore::new(local("disable", &[])).await.expect("store");
+    assert!(!ssl_in_use(&store).await, "pg_stat_ssl says the connection is encrypted");
+}
+
+#[tokio::test]
+async fn verify_full_without_the_right_ca_fails_clearly() {
+    let store = PgStore::new(local("verify-full", &[])).await.expect("store");
+    let err = store.server_info().await.expect_err("the self-signed certificate is not trusted");
+    match err {
+        Error::Unavailable { reason, .. } => {
+            assert!(reason.contains("certificate"), "the reason should name the certificate: {reason}")
+        }
+        other => panic!("expected Unavailable, got {other:?}"),
+    }
+}
+
+const SNAKEOIL: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+
+#[tokio::test]
+async fn verify_ca_trusts_the_given_root_but_not_the_name() {
+    if !std::path::Path::new(SNAKEOIL).exists() {
+        panic!("{SNAKEOIL} is missing: the local server's certificate is needed for this test");
+    }
+    // The server's own self-signed certificate is its root: the chain
+    // verifies. Its name is the machine's, not 127.0.0.1, so verify-full
+    // still refuses.
+    let store = PgStore::new(local("verify-ca", &[("DB_SSL_ROOT_CERT", SNAKEOIL)]))
+        .await
+        .expect("store");
+    assert!(ssl_in_use(&store).await);
+
+    let store = PgStore::new(local("verify-full", &[("DB_SSL_ROOT_CERT", SNAKEOIL)]))
+        .await
+        .expect("store");
+    let err = store.server_info().await.expect_err("name mismatch");
+    assert!(
+        err.to_string().contains("certificate not valid for name \"127.0.0.1\""),
+        "expected a host name error: {err}"
+    );
+
+    // Under the name the certificate carries, verify-full accepts it.
+    let url = format!("postgres://postgres@localhost:{}/postgres?sslmode=verify-full", admin_config().hosts()[0].port);
+    let store = PgStore::new(configured(&[
+        ("DB_CONNECTION_STRING", &url),
+        ("DB_SSL_ROOT_CERT", SNAKEOIL),
+    ]))
+    .await
+    .expect("store");
+    assert!(ssl_in_use(&store).await);
+}
+
+#[tokio::test]
+async fn an_unreadable_root_certificate_is_a_config_error() {
+    let config = local("verify-full", &[("DB_SSL_ROOT_CERT", "/nonexistent/root.pem")]);
+    match PgStore::new(config).await {
+        Err(Error::Config(e)) => {
+            assert_eq!(e.variable, "DB_SSL_ROOT_CERT");
+            assert!(e.problem.contains("/nonexistent/root.pem"), "{}", e.problem);
+        }
+        other => panic!("expected a config error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn pool_stats_and_close() {
+    let db = TestDb::migrated().await;
+    let store = db.store().await;
+    for _ in 0..3 {
+        store.server_info().await.expect("query");
+    }
+    let stats = store.pool_stats().expect("configured");
+    assert!(stats.size >= 1, "{stats:?}");
+    assert_eq!(stats.in_use, 0, "{stats:?}");
+    assert_eq!(stats.max, 8);
+    assert_eq!(stats.waiting, 0);
+    {
+        let _held = store.conn().await.expect("conn");
+        let stats = store.pool_stats().expect("configured");
+        assert_eq!(stats.in_use, 1, "{stats:?}");
+    }
+    store.close().await;
+    match store.server_info().await {
+        Err(Error::Unavailable { reason, .. }) => assert!(reason.contains("closed"), "{reason}"),
+        other => panic!("expected Unavailable after close, got {other:?}"),
+    }
+    assert_eq!(store.pool_stats().map(|s| s.size), Some(0));
+}
+
+#[tokio::test]
+async fn ssl_mode_parsing_reaches_the_store() {
+    let config = admin_config().with_ssl_mode(SslMode::Disable);
+    let store = PgStore::new(config).await.expect("store");
+    assert_eq!(store.config().ssl_mode(), SslMode::Disable);
+    assert!(!ssl_in_use(&store).await);
+}
+
+mod spans {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+    use tracing::span::{Attributes, Id};
+    use tracing::{Event, Subscriber};
+    use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+
+    #[derive(Default, Clone)]
+    struct Seen {
+        spans: Arc<Mutex<Vec<String>>>,
+        warnings: Arc<Mutex<Vec<String>>>,
+    }
+
+    struct Recorder(Seen);
+
+    struct Fields(String);
+    impl tracing::field::Visit for Fields {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+            self.0.push_str(&format!("{}={:?} ", field.name(), value));
+        }
+    }
+
+    impl<S: Subscriber> Layer<S> for Recorder {
+        fn on_new_span(&self, attrs: &Attributes<'_>, _id: &Id, _ctx: Context<'_, S>) {
+            self.0.spans.lock().unwrap().push(attrs.metadata().name().to_owned());
+        }
+        fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+            if *event.metadata().level() == tracing::Level::WARN {
+                let mut f = Fields(String::new());
+                event.record(&mut f);
+                self.0.warnings.lock().unwrap().push(f.0);
+            }
+        }
+    }
+
+    async fn run_with(slow_ms: &str) -> Seen {
+        let seen = Seen::default();
+        let subscriber = tracing_subscriber::registry().with(Recorder(seen.clone()));
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let db = TestDb::migrated().await;
+        let url = db.url();
+        let config = configured(&[("DB_CONNECTION_STRING", &url), ("DB_SLOW_QUERY_MS", slow_ms)]);
+        let store = PgStore::new(config).await.expect("store");
+        store.server_info().await.expect("query");
+        store.close().await;
+        seen
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn each_call_has_a_span_named_after_its_method_and_slow_calls_warn() {
+        let seen = run_with("0").await;
+        assert!(
+            seen.spans.lock().unwrap().iter().any(|s| s == "server_info"),
+            "{:?}",
+            seen.spans.lock().unwrap()
+        );
+        let warnings = seen.warnings.lock().unwrap().clone();
+        let slow: Vec<_> = warnings.iter().filter(|w| w.contains("slow database call")).collect();
+        assert_eq!(slow.len(), 1, "{warnings:?}");
+        assert!(slow[0].contains("method=\"server_info\""), "{}", slow[0]);
+        assert!(slow[0].contains("outcome=\"ok\""), "{}", slow[0]);
+
+        let seen = run_with("60000").await;
+        let warnings = seen.warnings.lock().unwrap().clone();
+        assert!(
+            !warnings.iter().any(|w| w.contains("slow database call")),
+            "{warnings:?}"
+        );
+    }
+}
