@@ -182,7 +182,7 @@ pub struct DbConfig {
 #[derive(Debug, Clone)]
 pub enum Configuration {
     /// A database is configured.
-    Configured(DbConfig),
+    Configured(Box<DbConfig>),
     /// No database is configured; the store will be disabled.
     NotConfigured {
         /// Which variable is missing or holds a placeholder.
@@ -271,7 +271,10 @@ impl DbConfig {
         let auto_migrate = match get("DB_AUTO_MIGRATE") {
             None => false,
             Some(v) => parse_bool(&v).ok_or_else(|| {
-                ConfigError::new("DB_AUTO_MIGRATE", format!("'{}' is not true or false", v.trim()))
+                ConfigError::new(
+                    "DB_AUTO_MIGRATE",
+                    format!("'{}' is not true or false", v.trim()),
+                )
             })?,
         };
         let app_name = get("APP_NAME").map(|v| v.trim().to_owned());
@@ -298,7 +301,9 @@ impl DbConfig {
             Some(s) if conninfo::strip_scheme(s.trim()).is_none() => reasons.push(
                 "DB_CONNECTION_STRING does not start with postgres:// or postgresql://".to_owned(),
             ),
-            Some(s) => return from_string(&s, base).map(Configuration::Configured),
+            Some(s) => {
+                return from_string(&s, base).map(|c| Configuration::Configured(Box::new(c)))
+            }
         }
 
         let host = get("DB_HOST");
@@ -316,14 +321,15 @@ impl DbConfig {
                     .and_then(|h| h.strip_suffix(']'))
                     .unwrap_or(host);
                 let ssl_mode = base.ssl_env.unwrap_or(SslMode::Prefer);
-                return Ok(Configuration::Configured(DbConfig {
+                return Ok(Configuration::Configured(Box::new(DbConfig {
                     user: get("DB_USER").map_or_else(|| "postgres".to_owned(), |u| u.trim().into()),
                     password: Some(Password(p.clone())),
                     hosts: vec![HostPort {
                         host: host.to_owned(),
                         port: port.unwrap_or(5432),
                     }],
-                    dbname: get("DB_NAME").map_or_else(|| "pronghorn".to_owned(), |d| d.trim().into()),
+                    dbname: get("DB_NAME")
+                        .map_or_else(|| "pronghorn".to_owned(), |d| d.trim().into()),
                     ssl_mode,
                     ssl_root_cert: base.ssl_root_cert,
                     application_name: base.app_name.unwrap_or_else(default_app_name),
@@ -334,7 +340,7 @@ impl DbConfig {
                     slow_call: base.slow_call,
                     auto_migrate: base.auto_migrate,
                     source: ConfigSource::Parts,
-                }));
+                })));
             }
         }
         Ok(Configuration::NotConfigured {
@@ -518,13 +524,22 @@ fn from_string(s: &str, base: Base) -> Result<DbConfig, ConfigError> {
     let mut connect_timeout = None;
     for (key, value) in parsed.params {
         match key.as_str() {
-            "sslmode" => ssl_mode = Some(value.parse::<SslMode>().map_err(|p| ConfigError::new(VAR, p))?),
+            "sslmode" => {
+                ssl_mode = Some(
+                    value
+                        .parse::<SslMode>()
+                        .map_err(|p| ConfigError::new(VAR, p))?,
+                )
+            }
             "sslrootcert" => ssl_root_cert = Some(PathBuf::from(value)),
             "application_name" => application_name = Some(value),
             "options" => options = Some(value),
             "connect_timeout" => {
                 let secs = value.parse::<u64>().map_err(|_| {
-                    ConfigError::new(VAR, format!("connect_timeout '{value}' is not a number of seconds"))
+                    ConfigError::new(
+                        VAR,
+                        format!("connect_timeout '{value}' is not a number of seconds"),
+                    )
                 })?;
                 connect_timeout = (secs > 0).then(|| Duration::from_secs(secs));
             }
@@ -593,9 +608,12 @@ fn parse_bool(v: &str) -> Option<bool> {
 }
 
 fn parse_u64(var: &'static str, v: &str) -> Result<u64, ConfigError> {
-    v.trim()
-        .parse::<u64>()
-        .map_err(|_| ConfigError::new(var, format!("'{}' is not a non-negative whole number", v.trim())))
+    v.trim().parse::<u64>().map_err(|_| {
+        ConfigError::new(
+            var,
+            format!("'{}' is not a non-negative whole number", v.trim()),
+        )
+    })
 }
 
 fn read_pool(get: &mut impl FnMut(&str) -> Option<String>) -> Result<PoolSettings, ConfigError> {
@@ -640,7 +658,11 @@ fn read_pool(get: &mut impl FnMut(&str) -> Option<String>) -> Result<PoolSetting
         }
     };
     let idle_timeout = ms("DB_POOL_IDLE_TIMEOUT", defaults.idle_timeout, get)?;
-    let connection_timeout = ms("DB_POOL_CONNECTION_TIMEOUT", defaults.connection_timeout, get)?;
+    let connection_timeout = ms(
+        "DB_POOL_CONNECTION_TIMEOUT",
+        defaults.connection_timeout,
+        get,
+    )?;
     Ok(PoolSettings {
         min_idle,
         max_size,
@@ -663,7 +685,7 @@ mod tests {
 
     fn configured(vars: &[(&str, &str)]) -> DbConfig {
         match cfg(vars) {
-            Ok(Configuration::Configured(c)) => c,
+            Ok(Configuration::Configured(c)) => *c,
             other => panic!("expected configured, got {other:?}"),
         }
     }
@@ -682,28 +704,34 @@ mod tests {
         }
     }
 
-    const PARTS: &[(&str, &str)] = &[
-        ("DB_HOST", "parts.example"),
-        ("DB_PASSWORD", "partpw"),
-    ];
+    const PARTS: &[(&str, &str)] = &[("DB_HOST", "parts.example"), ("DB_PASSWORD", "partpw")];
 
     #[test]
     fn nothing_set_is_not_configured_with_reason() {
         let reason = not_configured(&[]);
-        assert!(reason.contains("DB_CONNECTION_STRING is not set"), "{reason}");
+        assert!(
+            reason.contains("DB_CONNECTION_STRING is not set"),
+            "{reason}"
+        );
         assert!(reason.contains("DB_HOST is not set"), "{reason}");
     }
 
     #[test]
     fn blank_values_count_as_unset() {
         let reason = not_configured(&[("DB_CONNECTION_STRING", "  "), ("DB_PORT", "")]);
-        assert!(reason.contains("DB_CONNECTION_STRING is not set"), "{reason}");
+        assert!(
+            reason.contains("DB_CONNECTION_STRING is not set"),
+            "{reason}"
+        );
     }
 
     #[test]
     fn string_beats_parts() {
         let mut vars = PARTS.to_vec();
-        vars.push(("DB_CONNECTION_STRING", "postgres://s:pw@string.example:6000/sdb"));
+        vars.push((
+            "DB_CONNECTION_STRING",
+            "postgres://s:pw@string.example:6000/sdb",
+        ));
         let c = configured(&vars);
         assert_eq!(c.source(), ConfigSource::ConnectionString);
         assert_eq!(c.hosts()[0].host, "string.example");
@@ -714,7 +742,11 @@ mod tests {
 
     #[test]
     fn both_schemes_accepted() {
-        for s in ["postgres://u@h/db", "postgresql://u@h/db", "PostgreSQL://u@h/db"] {
+        for s in [
+            "postgres://u@h/db",
+            "postgresql://u@h/db",
+            "PostgreSQL://u@h/db",
+        ] {
             let c = configured(&[("DB_CONNECTION_STRING", s)]);
             assert_eq!(c.dbname(), "db", "{s}");
         }
@@ -729,7 +761,10 @@ mod tests {
         assert_eq!(c.hosts()[0].host, "parts.example");
 
         let reason = not_configured(&[("DB_CONNECTION_STRING", "mysql://u:p@h/db")]);
-        assert!(reason.contains("does not start with postgres://"), "{reason}");
+        assert!(
+            reason.contains("does not start with postgres://"),
+            "{reason}"
+        );
     }
 
     #[test]
@@ -738,7 +773,10 @@ mod tests {
             "DB_CONNECTION_STRING",
             "postgres://your_user:your_password@localhost/pronghorn",
         )]);
-        assert!(reason.contains("DB_CONNECTION_STRING holds a placeholder"), "{reason}");
+        assert!(
+            reason.contains("DB_CONNECTION_STRING holds a placeholder"),
+            "{reason}"
+        );
         assert!(!reason.contains("your_password"), "{reason}");
     }
 
@@ -752,7 +790,10 @@ mod tests {
     #[test]
     fn placeholder_password_means_not_configured() {
         let reason = not_configured(&[("DB_HOST", "h"), ("DB_PASSWORD", "your_password")]);
-        assert!(reason.contains("DB_PASSWORD holds a placeholder"), "{reason}");
+        assert!(
+            reason.contains("DB_PASSWORD holds a placeholder"),
+            "{reason}"
+        );
         assert!(!reason.contains("your_password"), "{reason}");
     }
 
@@ -823,9 +864,15 @@ mod tests {
             vars.push(("DB_SSL", v));
             assert_eq!(configured(&vars).ssl_mode(), SslMode::Require, "{v}");
         }
-        let c = configured(&[("DB_CONNECTION_STRING", "postgres://u@h/db"), ("DB_SSL", "true")]);
+        let c = configured(&[
+            ("DB_CONNECTION_STRING", "postgres://u@h/db"),
+            ("DB_SSL", "true"),
+        ]);
         assert_eq!(c.ssl_mode(), SslMode::Require);
-        let c = configured(&[("DB_CONNECTION_STRING", "postgres://u@h/db"), ("DB_SSL", "false")]);
+        let c = configured(&[
+            ("DB_CONNECTION_STRING", "postgres://u@h/db"),
+            ("DB_SSL", "false"),
+        ]);
         assert_eq!(c.ssl_mode(), SslMode::Disable);
     }
 
@@ -837,7 +884,10 @@ mod tests {
         ]);
         assert_eq!(c.ssl_mode(), SslMode::Disable);
         let c = configured(&[
-            ("DB_CONNECTION_STRING", "postgres://u@h/db?sslmode=verify-full"),
+            (
+                "DB_CONNECTION_STRING",
+                "postgres://u@h/db?sslmode=verify-full",
+            ),
             ("DB_SSL", "false"),
         ]);
         assert_eq!(c.ssl_mode(), SslMode::VerifyFull);
@@ -860,7 +910,10 @@ mod tests {
         let c = configured(&[("DB_HOST", "[2001:db8::5]"), ("DB_PASSWORD", "pw")]);
         assert_eq!(c.hosts()[0].host, "2001:db8::5");
         let c = configured(&[("DB_HOST", "2001:db8::5"), ("DB_PASSWORD", "pw")]);
-        assert_eq!(c.redacted_target(), "postgres://postgres:***@[2001:db8::5]:5432/pronghorn");
+        assert_eq!(
+            c.redacted_target(),
+            "postgres://postgres:***@[2001:db8::5]:5432/pronghorn"
+        );
     }
 
     #[test]
@@ -876,9 +929,16 @@ mod tests {
 
     #[test]
     fn unknown_sslmode_is_an_error_naming_the_variable() {
-        let e = error(&[("DB_CONNECTION_STRING", "postgres://u@h/db?sslmode=sometimes")]);
+        let e = error(&[(
+            "DB_CONNECTION_STRING",
+            "postgres://u@h/db?sslmode=sometimes",
+        )]);
         assert_eq!(e.variable, "DB_CONNECTION_STRING");
-        assert!(e.problem.contains("unknown sslmode 'sometimes'"), "{}", e.problem);
+        assert!(
+            e.problem.contains("unknown sslmode 'sometimes'"),
+            "{}",
+            e.problem
+        );
         let mut vars = PARTS.to_vec();
         vars.push(("DB_SSL", "sometimes"));
         assert_eq!(error(&vars).variable, "DB_SSL");
@@ -888,7 +948,10 @@ mod tests {
     fn pool_max_zero_is_an_error() {
         let e = error(&[("DB_POOL_MAX", "0")]);
         assert_eq!(e.variable, "DB_POOL_MAX");
-        assert_eq!(e.to_string(), "invalid configuration: DB_POOL_MAX: must be at least 1, got 0");
+        assert_eq!(
+            e.to_string(),
+            "invalid configuration: DB_POOL_MAX: must be at least 1, got 0"
+        );
     }
 
     #[test]
@@ -897,7 +960,11 @@ mod tests {
         vars.push(("DB_PORT", "abc"));
         let e = error(&vars);
         assert_eq!(e.variable, "DB_PORT");
-        assert!(e.problem.contains("'abc' is not a port number"), "{}", e.problem);
+        assert!(
+            e.problem.contains("'abc' is not a port number"),
+            "{}",
+            e.problem
+        );
     }
 
     #[test]
@@ -930,14 +997,21 @@ mod tests {
             "postgres://u@h/db?colour=blue",
             "postgres://u@h/db?connect_timeout=x",
         ] {
-            assert_eq!(error(&[("DB_CONNECTION_STRING", s)]).variable, "DB_CONNECTION_STRING", "{s}");
+            assert_eq!(
+                error(&[("DB_CONNECTION_STRING", s)]).variable,
+                "DB_CONNECTION_STRING",
+                "{s}"
+            );
         }
     }
 
     #[test]
     fn debug_and_display_never_show_the_password() {
         let c = configured(&[("DB_CONNECTION_STRING", "postgres://u:s3cretpw@h:1/x")]);
-        let all = format!("{c:?} {c} {:?}", Configuration::Configured(c.clone()));
+        let all = format!(
+            "{c:?} {c} {:?}",
+            Configuration::Configured(Box::new(c.clone()))
+        );
         assert!(!all.contains("s3cretpw"), "{all}");
         assert!(all.contains("postgres://u:***@h:1/x"), "{all}");
         let c = configured(&[("DB_HOST", "h"), ("DB_PASSWORD", "p4rtsecret")]);
@@ -951,6 +1025,9 @@ mod tests {
     fn string_without_password_or_db() {
         let c = configured(&[("DB_CONNECTION_STRING", "postgres://postgres@127.0.0.1:5432")]);
         assert_eq!(c.dbname(), "postgres");
-        assert_eq!(c.redacted_target(), "postgres://postgres@127.0.0.1:5432/postgres");
+        assert_eq!(
+            c.redacted_target(),
+            "postgres://postgres@127.0.0.1:5432/postgres"
+        );
     }
 }

@@ -65,10 +65,13 @@ where
     F: FnOnce(&mut SyncConn) -> Result<T> + Send + 'static,
 {
     let pool = store.pool()?;
-    let conn = pool.dedicated_connection().await.map_err(|e| Error::Unavailable {
-        target: store.target_string(),
-        reason: e.to_string(),
-    })?;
+    let conn = pool
+        .dedicated_connection()
+        .await
+        .map_err(|e| Error::Unavailable {
+            target: store.target_string(),
+            reason: e.to_string(),
+        })?;
     let handle = tokio::task::spawn_blocking(move || {
         let mut conn = SyncConn::from(conn);
         conn.batch_execute(&format!("SELECT pg_advisory_lock({LOCK_KEY})"))
@@ -114,7 +117,9 @@ fn find<'a>(
 /// ones before it stay applied), or [`Error::Unavailable`].
 pub async fn run_pending_with(store: &PgStore, mut progress: Progress) -> Result<Vec<String>> {
     locked(store, move |conn| {
-        let pending = conn.pending_migrations(MIGRATIONS).map_err(migration_error)?;
+        let pending = conn
+            .pending_migrations(MIGRATIONS)
+            .map_err(migration_error)?;
         let mut applied = Vec::new();
         for m in pending {
             let name = m.name().to_string();
@@ -138,7 +143,11 @@ pub async fn run_pending(store: &PgStore) -> Result<Vec<String>> {
 ///
 /// Fails with [`Error::Migration`] when a `down.sql` fails or an applied
 /// version is not among the embedded migrations.
-pub async fn revert(store: &PgStore, steps: RevertSteps, mut progress: Progress) -> Result<Vec<String>> {
+pub async fn revert(
+    store: &PgStore,
+    steps: RevertSteps,
+    mut progress: Progress,
+) -> Result<Vec<String>> {
     locked(store, move |conn| {
         let all = all_migrations()?;
         let mut reverted = Vec::new();

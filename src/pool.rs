@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 pub type DbPool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
 
 /// A connection checked out of the pool; it returns to the pool when dropped.
-pub type PooledConn = bb8::PooledConnection<'static, AsyncDieselConnectionManager<AsyncPgConnection>>;
+pub type PooledConn =
+    bb8::PooledConnection<'static, AsyncDieselConnectionManager<AsyncPgConnection>>;
 
 /// A snapshot of the pool's figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -157,7 +158,10 @@ async fn connect(
             AsyncPgConnection::try_from_client_and_connection(client, conn).await
         }
         None => {
-            let (client, conn) = pg_config.connect(tokio_postgres::NoTls).await.map_err(bad)?;
+            let (client, conn) = pg_config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(bad)?;
             AsyncPgConnection::try_from_client_and_connection(client, conn).await
         }
     }
@@ -195,7 +199,11 @@ pub(crate) fn stats(pool: &DbPool) -> PoolStats {
 
 /// Checks a connection out, mapping a time-out or connection failure to
 /// [`Error::Unavailable`] with the redacted target and the last known reason.
-pub(crate) async fn checkout(pool: &DbPool, target: &str, health: &Health) -> Result<PooledConn, Error> {
+pub(crate) async fn checkout(
+    pool: &DbPool,
+    target: &str,
+    health: &Health,
+) -> Result<PooledConn, Error> {
     match pool.get_owned().await {
         Ok(conn) => Ok(conn),
         Err(bb8::RunError::TimedOut) => {

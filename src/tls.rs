@@ -12,7 +12,9 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 use std::sync::Arc;
 
 /// Builds the TLS connector for the configured mode, or `None` for `disable`.
@@ -39,12 +41,13 @@ pub(crate) fn connector(
             .with_root_certificates(roots(config)?)
             .with_no_client_auth(),
         SslMode::VerifyCa => {
-            let inner = WebPkiServerVerifier::builder_with_provider(Arc::new(roots(config)?), provider)
-                .build()
-                .map_err(|e| ConfigError {
-                    variable: "DB_SSL_ROOT_CERT",
-                    problem: format!("no usable root certificate: {e}"),
-                })?;
+            let inner =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(roots(config)?), provider)
+                    .build()
+                    .map_err(|e| ConfigError {
+                        variable: "DB_SSL_ROOT_CERT",
+                        problem: format!("no usable root certificate: {e}"),
+                    })?;
             builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(ChainOnly { inner }))
@@ -65,10 +68,18 @@ fn roots(config: &DbConfig) -> Result<RootCertStore, ConfigError> {
             let certs = CertificateDer::pem_file_iter(path)
                 .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?
                 .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| err(format!("{} is not a PEM certificate file: {e}", path.display())))?;
+                .map_err(|e| {
+                    err(format!(
+                        "{} is not a PEM certificate file: {e}",
+                        path.display()
+                    ))
+                })?;
             let (added, _) = store.add_parsable_certificates(certs);
             if added == 0 {
-                return Err(err(format!("{} holds no usable certificate", path.display())));
+                return Err(err(format!(
+                    "{} holds no usable certificate",
+                    path.display()
+                )));
             }
         }
         None => {
@@ -107,7 +118,12 @@ impl ServerCertVerifier for NoCertificateCheck {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -116,7 +132,12 @@ impl ServerCertVerifier for NoCertificateCheck {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -141,10 +162,13 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),

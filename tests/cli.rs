@@ -70,7 +70,10 @@ async fn status_when_connected_prints_version_pool_and_migrations() {
     assert!(stdout.contains("database:   connected"), "{stdout}");
     assert!(stdout.contains("server:     PostgreSQL "), "{stdout}");
     assert!(stdout.contains("pool:       size "), "{stdout}");
-    assert!(stdout.contains("migrations: 18 applied, 0 pending"), "{stdout}");
+    assert!(
+        stdout.contains("migrations: 18 applied, 0 pending"),
+        "{stdout}"
+    );
 
     let out = run(&[("DB_CONNECTION_STRING", &url)], &["status", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
@@ -84,7 +87,10 @@ fn status_when_unreachable_exits_1_fast_and_hides_the_password() {
     let started = Instant::now();
     let out = run(
         &[
-            ("DB_CONNECTION_STRING", "postgres://u:s3cretpw@127.0.0.1:1/x"),
+            (
+                "DB_CONNECTION_STRING",
+                "postgres://u:s3cretpw@127.0.0.1:1/x",
+            ),
             ("DB_POOL_CONNECTION_TIMEOUT", "2000"),
         ],
         &["status"],
@@ -94,7 +100,10 @@ fn status_when_unreachable_exits_1_fast_and_hides_the_password() {
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
     assert!(took < Duration::from_millis(3500), "took {took:?}");
     assert!(stderr.contains("unavailable"), "{stderr}");
-    assert!(stderr.contains("postgres://u:***@127.0.0.1:1/x"), "{stderr}");
+    assert!(
+        stderr.contains("postgres://u:***@127.0.0.1:1/x"),
+        "{stderr}"
+    );
     assert_eq!(stderr.lines().count(), 1, "one line on stderr: {stderr}");
     assert!(!stdout.contains("s3cretpw") && !stderr.contains("s3cretpw"));
 }
@@ -102,7 +111,11 @@ fn status_when_unreachable_exits_1_fast_and_hides_the_password() {
 #[test]
 fn malformed_configuration_exits_1_naming_the_variable() {
     let out = run(
-        &[("DB_HOST", "localhost"), ("DB_PASSWORD", "pw"), ("DB_PORT", "abc")],
+        &[
+            ("DB_HOST", "localhost"),
+            ("DB_PASSWORD", "pw"),
+            ("DB_PORT", "abc"),
+        ],
         &["status"],
     );
     let (_, stderr) = text(&out);
@@ -116,9 +129,16 @@ fn malformed_configuration_exits_1_naming_the_variable() {
 #[test]
 fn usage_errors_exit_2() {
     assert_eq!(run(&[], &["frobnicate"]).status.code(), Some(2));
-    assert_eq!(run(&[], &["migrate", "revert", "--steps", "0"]).status.code(), Some(2));
     assert_eq!(
-        run(&[], &["migrate", "revert", "--all", "--steps", "2"]).status.code(),
+        run(&[], &["migrate", "revert", "--steps", "0"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(&[], &["migrate", "revert", "--all", "--steps", "2"])
+            .status
+            .code(),
         Some(2)
     );
 }
@@ -152,7 +172,12 @@ async fn dotenv_is_read_and_the_process_environment_wins() {
 }
 
 async fn count(db: &TestDb, sql: &str) -> i64 {
-    db.client().await.query_one(sql, &[]).await.expect(sql).get(0)
+    db.client()
+        .await
+        .query_one(sql, &[])
+        .await
+        .expect(sql)
+        .get(0)
 }
 
 const OUR_OBJECTS: &str = "SELECT
@@ -176,7 +201,10 @@ async fn migrate_list_run_revert_redo() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert_eq!(stdout.matches("Applied  ").count(), 18, "{stdout}");
-    assert!(stdout.contains("Applied  2024-01-01-000001_create_users_table"), "{stdout}");
+    assert!(
+        stdout.contains("Applied  2024-01-01-000001_create_users_table"),
+        "{stdout}"
+    );
 
     let out = run(&env, &["migrate", "list"]);
     let (stdout, _) = text(&out);
@@ -188,25 +216,50 @@ async fn migrate_list_run_revert_redo() {
     let out = run(&env, &["migrate", "revert", "--steps", "2"]);
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(0));
-    assert!(stdout.contains("Reverted 2024-01-01-000018_create_user_audit_log_table"), "{stdout}");
+    assert!(
+        stdout.contains("Reverted 2024-01-01-000018_create_user_audit_log_table"),
+        "{stdout}"
+    );
     assert!(stdout.contains("Reverted 2024-01-01-000017_create_password_reset_requests_table"));
-    assert_eq!(count(&db, "SELECT count(*) FROM __diesel_schema_migrations").await, 16);
-    assert_eq!(count(&db, "SELECT count(*) FROM pg_class WHERE relname = 'user_audit_log'").await, 0);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM __diesel_schema_migrations").await,
+        16
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM pg_class WHERE relname = 'user_audit_log'"
+        )
+        .await,
+        0
+    );
 
     let out = run(&env, &["migrate", "revert"]);
-    assert!(text(&out).0.contains("Reverted 2024-01-01-000016_create_role_hierarchy_function"));
+    assert!(text(&out)
+        .0
+        .contains("Reverted 2024-01-01-000016_create_role_hierarchy_function"));
 
     let out = run(&env, &["migrate", "redo"]);
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(0));
-    assert!(stdout.contains("Reverted 2024-01-01-000015_create_user_blocking_trigger"), "{stdout}");
-    assert!(stdout.contains("Applied  2024-01-01-000015_create_user_blocking_trigger"), "{stdout}");
+    assert!(
+        stdout.contains("Reverted 2024-01-01-000015_create_user_blocking_trigger"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Applied  2024-01-01-000015_create_user_blocking_trigger"),
+        "{stdout}"
+    );
 
     let out = run(&env, &["migrate", "revert", "--all"]);
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(stdout.matches("Reverted ").count(), 15, "{stdout}");
-    assert_eq!(count(&db, OUR_OBJECTS).await, 0, "tables, views or functions left");
+    assert_eq!(
+        count(&db, OUR_OBJECTS).await,
+        0,
+        "tables, views or functions left"
+    );
 
     let out = run(&env, &["migrate", "revert"]);
     assert!(text(&out).0.contains("No applied migrations to revert."));
@@ -234,10 +287,21 @@ async fn two_migrators_at_once_both_succeed_and_apply_each_migration_once() {
     assert_eq!(b.status.code(), Some(0), "{:?}", text(&b));
     let applied_a = text(&a).0.matches("Applied  ").count();
     let applied_b = text(&b).0.matches("Applied  ").count();
-    assert_eq!(applied_a + applied_b, 18, "each migration applied by exactly one process");
-    assert_eq!(count(&db, "SELECT count(*) FROM __diesel_schema_migrations").await, 18);
     assert_eq!(
-        count(&db, "SELECT count(DISTINCT version) FROM __diesel_schema_migrations").await,
+        applied_a + applied_b,
+        18,
+        "each migration applied by exactly one process"
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM __diesel_schema_migrations").await,
+        18
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(DISTINCT version) FROM __diesel_schema_migrations"
+        )
+        .await,
         18
     );
     assert_eq!(count(&db, "SELECT count(*) FROM migrations").await, 18);

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 fn configured(vars: &[(&str, &str)]) -> DbConfig {
     let map: HashMap<&str, &str> = vars.iter().copied().collect();
     match DbConfig::from_lookup(|k| map.get(k).map(|v| v.to_string())) {
-        Ok(Configuration::Configured(c)) => c,
+        Ok(Configuration::Configured(c)) => *c,
         other => panic!("expected configured: {other:?}"),
     }
 }
@@ -23,7 +23,9 @@ fn configured(vars: &[(&str, &str)]) -> DbConfig {
 #[tokio::test]
 async fn nothing_configured_gives_a_disabled_store() {
     let configuration = DbConfig::from_lookup(|_| None).expect("not malformed");
-    let store = store_from(configuration).await.expect("never fails when unconfigured");
+    let store = store_from(configuration)
+        .await
+        .expect("never fails when unconfigured");
     assert!(!store.is_configured());
     assert!(!store.is_connected());
     assert!(!store.test_connection().await);
@@ -38,11 +40,16 @@ async fn nothing_configured_gives_a_disabled_store() {
 async fn closed_port_fails_within_the_connection_timeout() {
     let timeout_ms = 1000;
     let config = configured(&[
-        ("DB_CONNECTION_STRING", "postgres://u:s3cretpw@127.0.0.1:1/x"),
+        (
+            "DB_CONNECTION_STRING",
+            "postgres://u:s3cretpw@127.0.0.1:1/x",
+        ),
         ("DB_POOL_CONNECTION_TIMEOUT", "1000"),
     ]);
     let started = Instant::now();
-    let store = store_from(Configuration::Configured(config)).await.expect("builds");
+    let store = store_from(Configuration::Configured(Box::new(config)))
+        .await
+        .expect("builds");
     let built_in = started.elapsed();
     assert!(
         built_in <= Duration::from_millis(timeout_ms + 500),
@@ -52,9 +59,15 @@ async fn closed_port_fails_within_the_connection_timeout() {
     assert!(!store.is_connected());
 
     let started = Instant::now();
-    let err = store.server_info().await.expect_err("nothing listens on port 1");
+    let err = store
+        .server_info()
+        .await
+        .expect_err("nothing listens on port 1");
     let took = started.elapsed();
-    assert!(took <= Duration::from_millis(timeout_ms + 500), "took {took:?}");
+    assert!(
+        took <= Duration::from_millis(timeout_ms + 500),
+        "took {took:?}"
+    );
     match &err {
         Error::Unavailable { target, reason } => {
             assert_eq!(target, "postgres://u:***@127.0.0.1:1/x");
@@ -70,13 +83,16 @@ async fn closed_port_fails_within_the_connection_timeout() {
 #[tokio::test]
 async fn the_same_store_serves_again_after_a_server_restart() {
     let cluster = Cluster::start();
-    let config = configured(&[("DB_CONNECTION_STRING", &cluster.url()), ("DB_SSL", "false")])
-        .with_pool(PoolSettings {
-            min_idle: 2,
-            max_size: 4,
-            idle_timeout: Duration::from_secs(30),
-            connection_timeout: Duration::from_millis(1500),
-        });
+    let config = configured(&[
+        ("DB_CONNECTION_STRING", &cluster.url()),
+        ("DB_SSL", "false"),
+    ])
+    .with_pool(PoolSettings {
+        min_idle: 2,
+        max_size: 4,
+        idle_timeout: Duration::from_secs(30),
+        connection_timeout: Duration::from_millis(1500),
+    });
     let store = PgStore::new(config).await.expect("store");
     assert!(store.server_info().await.is_ok());
     assert!(store.is_connected());
@@ -85,7 +101,11 @@ async fn the_same_store_serves_again_after_a_server_restart() {
     let started = Instant::now();
     let err = store.server_info().await.expect_err("the server is down");
     assert!(err.is_unavailable(), "{err:?}");
-    assert!(started.elapsed() <= Duration::from_millis(2500), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() <= Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(!store.is_connected());
 
     cluster.restart();
@@ -124,8 +144,14 @@ async fn ssl_in_use(store: &PgStore) -> bool {
 }
 
 fn local(mode: &str, extra: &[(&str, &str)]) -> DbConfig {
-    let url = format!("{}?sslmode={mode}", admin_url().split('?').next().unwrap_or_default());
-    let mut vars = vec![("DB_CONNECTION_STRING", url.as_str()), ("DB_POOL_CONNECTION_TIMEOUT", "2000")];
+    let url = format!(
+        "{}?sslmode={mode}",
+        admin_url().split('?').next().unwrap_or_default()
+    );
+    let mut vars = vec![
+        ("DB_CONNECTION_STRING", url.as_str()),
+        ("DB_POOL_CONNECTION_TIMEOUT", "2000"),
+    ];
     vars.extend_from_slice(extra);
     configured(&vars)
 }
@@ -133,22 +159,36 @@ fn local(mode: &str, extra: &[(&str, &str)]) -> DbConfig {
 #[tokio::test]
 async fn sslmode_require_encrypts() {
     let store = PgStore::new(local("require", &[])).await.expect("store");
-    assert!(ssl_in_use(&store).await, "pg_stat_ssl says the connection is plain");
+    assert!(
+        ssl_in_use(&store).await,
+        "pg_stat_ssl says the connection is plain"
+    );
 }
 
 #[tokio::test]
 async fn sslmode_disable_is_plain_text() {
     let store = PgStore::new(local("disable", &[])).await.expect("store");
-    assert!(!ssl_in_use(&store).await, "pg_stat_ssl says the connection is encrypted");
+    assert!(
+        !ssl_in_use(&store).await,
+        "pg_stat_ssl says the connection is encrypted"
+    );
 }
 
 #[tokio::test]
 async fn verify_full_without_the_right_ca_fails_clearly() {
-    let store = PgStore::new(local("verify-full", &[])).await.expect("store");
-    let err = store.server_info().await.expect_err("the self-signed certificate is not trusted");
+    let store = PgStore::new(local("verify-full", &[]))
+        .await
+        .expect("store");
+    let err = store
+        .server_info()
+        .await
+        .expect_err("the self-signed certificate is not trusted");
     match err {
         Error::Unavailable { reason, .. } => {
-            assert!(reason.contains("certificate"), "the reason should name the certificate: {reason}")
+            assert!(
+                reason.contains("certificate"),
+                "the reason should name the certificate: {reason}"
+            )
         }
         other => panic!("expected Unavailable, got {other:?}"),
     }
@@ -174,12 +214,16 @@ async fn verify_ca_trusts_the_given_root_but_not_the_name() {
         .expect("store");
     let err = store.server_info().await.expect_err("name mismatch");
     assert!(
-        err.to_string().contains("certificate not valid for name \"127.0.0.1\""),
+        err.to_string()
+            .contains("certificate not valid for name \"127.0.0.1\""),
         "expected a host name error: {err}"
     );
 
     // Under the name the certificate carries, verify-full accepts it.
-    let url = format!("postgres://postgres@localhost:{}/postgres?sslmode=verify-full", admin_config().hosts()[0].port);
+    let url = format!(
+        "postgres://postgres@localhost:{}/postgres?sslmode=verify-full",
+        admin_config().hosts()[0].port
+    );
     let store = PgStore::new(configured(&[
         ("DB_CONNECTION_STRING", &url),
         ("DB_SSL_ROOT_CERT", SNAKEOIL),
@@ -191,7 +235,10 @@ async fn verify_ca_trusts_the_given_root_but_not_the_name() {
 
 #[tokio::test]
 async fn an_unreadable_root_certificate_is_a_config_error() {
-    let config = local("verify-full", &[("DB_SSL_ROOT_CERT", "/nonexistent/root.pem")]);
+    let config = local(
+        "verify-full",
+        &[("DB_SSL_ROOT_CERT", "/nonexistent/root.pem")],
+    );
     match PgStore::new(config).await {
         Err(Error::Config(e)) => {
             assert_eq!(e.variable, "DB_SSL_ROOT_CERT");
@@ -258,7 +305,11 @@ mod spans {
 
     impl<S: Subscriber> Layer<S> for Recorder {
         fn on_new_span(&self, attrs: &Attributes<'_>, _id: &Id, _ctx: Context<'_, S>) {
-            self.0.spans.lock().unwrap().push(attrs.metadata().name().to_owned());
+            self.0
+                .spans
+                .lock()
+                .unwrap()
+                .push(attrs.metadata().name().to_owned());
         }
         fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
             if *event.metadata().level() == tracing::Level::WARN {
@@ -275,7 +326,10 @@ mod spans {
         let _guard = tracing::subscriber::set_default(subscriber);
         let db = TestDb::migrated().await;
         let url = db.url();
-        let config = configured(&[("DB_CONNECTION_STRING", &url), ("DB_SLOW_QUERY_MS", slow_ms)]);
+        let config = configured(&[
+            ("DB_CONNECTION_STRING", &url),
+            ("DB_SLOW_QUERY_MS", slow_ms),
+        ]);
         let store = PgStore::new(config).await.expect("store");
         store.server_info().await.expect("query");
         store.close().await;
@@ -286,12 +340,19 @@ mod spans {
     async fn each_call_has_a_span_named_after_its_method_and_slow_calls_warn() {
         let seen = run_with("0").await;
         assert!(
-            seen.spans.lock().unwrap().iter().any(|s| s == "server_info"),
+            seen.spans
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|s| s == "server_info"),
             "{:?}",
             seen.spans.lock().unwrap()
         );
         let warnings = seen.warnings.lock().unwrap().clone();
-        let slow: Vec<_> = warnings.iter().filter(|w| w.contains("slow database call")).collect();
+        let slow: Vec<_> = warnings
+            .iter()
+            .filter(|w| w.contains("slow database call"))
+            .collect();
         assert_eq!(slow.len(), 1, "{warnings:?}");
         assert!(slow[0].contains("method=\"server_info\""), "{}", slow[0]);
         assert!(slow[0].contains("outcome=\"ok\""), "{}", slow[0]);

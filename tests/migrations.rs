@@ -25,7 +25,10 @@ async fn migrations_run_on_a_current_thread_runtime() {
     assert_eq!(applied.len(), 18);
     assert_eq!(applied[0], "2024-01-01-000001_create_users_table");
     assert_eq!(applied_count(&db).await, 18);
-    assert!(migrate::run_pending(&store).await.expect("again").is_empty());
+    assert!(migrate::run_pending(&store)
+        .await
+        .expect("again")
+        .is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,7 +61,11 @@ async fn migrations_run_on_a_multi_thread_runtime_and_report_progress() {
         .expect("revert all");
     assert_eq!(reverted.len(), 18);
     assert_eq!(reverted[0], "2024-01-01-000018_create_user_audit_log_table");
-    assert!(migrate::list(&store).await.expect("list").iter().all(|m| !m.applied));
+    assert!(migrate::list(&store)
+        .await
+        .expect("list")
+        .iter()
+        .all(|m| !m.applied));
 }
 
 #[tokio::test]
@@ -91,7 +98,7 @@ async fn auto_migrate_applies_pending_migrations_at_start() {
     let Ok(pronghorn_db::Configuration::Configured(config)) = config else {
         panic!("configured")
     };
-    let store = connect(config).await.expect("store");
+    let store = connect(*config).await.expect("store");
     assert_eq!(applied_count(&db).await, 18);
     assert!(store.is_connected());
 }
@@ -113,14 +120,21 @@ async fn a_failing_auto_migrate_is_logged_and_the_store_still_starts() {
     let Ok(pronghorn_db::Configuration::Configured(config)) = config else {
         panic!("configured")
     };
-    let store = connect(config).await.expect("the store starts anyway");
+    let store = connect(*config).await.expect("the store starts anyway");
     assert!(store.server_info().await.is_ok());
-    assert_eq!(applied_count(&db).await, 0, "the failed migration was rolled back");
+    assert_eq!(
+        applied_count(&db).await,
+        0,
+        "the failed migration was rolled back"
+    );
 
     let err = migrate::run_pending(&store).await.expect_err("fails again");
     match err {
         pronghorn_db::Error::Migration(m) => {
-            assert!(m.starts_with("2024-01-01-000001_create_users_table: "), "{m}")
+            assert!(
+                m.starts_with("2024-01-01-000001_create_users_table: "),
+                "{m}"
+            )
         }
         other => panic!("expected a migration error, got {other:?}"),
     }

@@ -9,7 +9,11 @@ use pronghorn_db::{Configuration, DbConfig, HealthStore, PgStore};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "pronghorn-db", version, about = "Status, migrations and seeds for the Pronghorn database")]
+#[command(
+    name = "pronghorn-db",
+    version,
+    about = "Status, migrations and seeds for the Pronghorn database"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -73,7 +77,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -104,7 +111,7 @@ async fn run(command: Command) -> Result<(), Failure> {
 
 async fn configured_store(configuration: Configuration) -> Result<PgStore, Failure> {
     match configuration {
-        Configuration::Configured(config) => Ok(PgStore::new(config).await?),
+        Configuration::Configured(config) => Ok(PgStore::new(*config).await?),
         Configuration::NotConfigured { reason } => Err(Failure(format!(
             "no database is configured ({reason}); set DB_CONNECTION_STRING, or DB_HOST and DB_PASSWORD"
         ))),
@@ -191,7 +198,7 @@ async fn status(configuration: Configuration, json: bool) -> Result<(), Failure>
             migrations_pending: None,
         },
         Configuration::Configured(config) => {
-            let store = PgStore::new(config).await?;
+            let store = PgStore::new(*config).await?;
             let info = store.server_info().await;
             let info = match info {
                 Ok(info) => info,

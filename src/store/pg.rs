@@ -156,10 +156,11 @@ impl HealthStore for PgStore {
     async fn server_info(&self) -> Result<ServerInfo> {
         observed!(self.slow(), "server_info", async {
             let mut conn = self.conn().await?;
-            let row: Result<ServerInfoRow> = diesel::sql_query("SELECT now() AS now, version() AS version")
-                .get_result(&mut conn)
-                .await
-                .map_err(Error::from);
+            let row: Result<ServerInfoRow> =
+                diesel::sql_query("SELECT now() AS now, version() AS version")
+                    .get_result(&mut conn)
+                    .await
+                    .map_err(Error::from);
             self.settle(row.map(|r| ServerInfo {
                 now: r.now,
                 version: r.version,

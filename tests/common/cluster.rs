@@ -40,7 +40,10 @@ fn is_root() -> bool {
 impl Cluster {
     /// Creates and starts a cluster with trust authentication.
     pub fn start() -> Cluster {
-        let root = std::env::temp_dir().join(format!("pronghorn-cluster-{}", uuid::Uuid::new_v4().simple()));
+        let root = std::env::temp_dir().join(format!(
+            "pronghorn-cluster-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
         std::fs::create_dir_all(&root).expect("cluster folder");
         let as_postgres = is_root();
         if as_postgres {
@@ -88,7 +91,10 @@ impl Cluster {
         } else {
             Command::new(&exe)
         };
-        let out = cmd.args(args).output().unwrap_or_else(|e| panic!("{tool}: {e}"));
+        let out = cmd
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{tool}: {e}"));
         assert!(
             out.status.success(),
             "{tool} failed: {}{}",
@@ -104,7 +110,10 @@ impl Cluster {
             self.root.to_string_lossy()
         );
         let log = self.root.join("server.log").to_string_lossy().into_owned();
-        self.run("pg_ctl", &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "start"]);
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "start"],
+        );
     }
 
     /// The admin URL of this cluster.
@@ -114,7 +123,10 @@ impl Cluster {
 
     /// Stops the server at once (`-m immediate`: no clean shutdown, as a crash).
     pub fn kill(&self) {
-        self.run("pg_ctl", &["-D", &self.data(), "-m", "immediate", "-w", "stop"]);
+        self.run(
+            "pg_ctl",
+            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
+        );
     }
 
     /// Stops the server cleanly (`-m fast`).

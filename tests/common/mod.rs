@@ -25,7 +25,7 @@ pub fn admin_url() -> String {
 pub fn admin_config() -> DbConfig {
     let url = admin_url();
     match DbConfig::from_lookup(|k| (k == "DB_CONNECTION_STRING").then(|| url.clone())) {
-        Ok(Configuration::Configured(c)) => c,
+        Ok(Configuration::Configured(c)) => *c,
         other => panic!("TEST_DATABASE_URL is not a usable connection string: {other:?}"),
     }
 }
@@ -121,7 +121,9 @@ async fn template(admin: &tokio_postgres::Client) -> String {
         }
         let building = format!("{name}_building");
         admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"))
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"
+            ))
             .await
             .expect("drop stale build");
         admin
@@ -182,20 +184,28 @@ impl TestDb {
             Some(t) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{t}\""),
             None => format!("CREATE DATABASE \"{name}\""),
         };
-        admin.batch_execute(&sql).await.expect("create test database");
+        admin
+            .batch_execute(&sql)
+            .await
+            .expect("create test database");
         TestDb { name }
     }
 
     /// The configuration for this database (the admin URL's server and user).
     pub fn config(&self) -> DbConfig {
-        admin_config().with_dbname(&self.name).with_pool(test_pool())
+        admin_config()
+            .with_dbname(&self.name)
+            .with_pool(test_pool())
     }
 
     /// A libpq-style URL for this database (for the CLI and psql).
     pub fn url(&self) -> String {
         let admin = admin_url();
         let base = admin.split('?').next().unwrap_or(&admin);
-        let cut = base.rfind('/').filter(|&i| i > "postgres://".len()).unwrap_or(base.len());
+        let cut = base
+            .rfind('/')
+            .filter(|&i| i > "postgres://".len())
+            .unwrap_or(base.len());
         format!("{}/{}", &base[..cut], self.name)
     }
 
