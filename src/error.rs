@@ -66,6 +66,19 @@ pub enum Error {
     #[error("migration failed: {0}")]
     Migration(String),
 
+    /// Email and password do not match a user that may log in. Deliberately
+    /// does not say whether the email exists or the password was wrong.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+
+    /// The password was right, but the account is blocked.
+    #[error("the account is blocked")]
+    AccountBlocked,
+
+    /// A background task of the data layer failed (a bug, not bad input).
+    #[error("internal error: {0}")]
+    Internal(String),
+
     /// The configuration is present but malformed.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
@@ -149,6 +162,9 @@ impl Error {
             Error::Forbidden { .. } => "forbidden",
             Error::Database(_) => "database",
             Error::Migration(_) => "migration",
+            Error::InvalidCredentials => "invalid_credentials",
+            Error::AccountBlocked => "account_blocked",
+            Error::Internal(_) => "internal",
             Error::Config(_) => "config",
         }
     }

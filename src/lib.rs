@@ -33,12 +33,18 @@
 pub mod config;
 mod conninfo;
 pub mod error;
+pub mod functions;
 pub mod migrate;
+pub mod models;
 pub(crate) mod observe;
+pub mod page;
+pub mod password;
 pub mod pool;
 pub mod schema;
 pub mod store;
 mod tls;
+pub mod validate;
+pub mod views;
 
 pub use config::{Configuration, ConfigError, DbConfig, PoolSettings, SslMode};
 pub use conninfo::HostPort;
@@ -74,7 +80,7 @@ pub async fn store_from(configuration: Configuration) -> Result<Arc<dyn Store>> 
             );
             Ok(Arc::new(DisabledStore::new(reason)))
         }
-        Configuration::Configured(config) => Ok(Arc::new(connect(config).await?)),
+        Configuration::Configured(config) => Ok(Arc::new(connect(*config).await?)),
     }
 }
 

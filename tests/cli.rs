@@ -70,15 +70,16 @@ async fn status_when_connected_prints_version_pool_and_migrations() {
     assert!(stdout.contains("database:   connected"), "{stdout}");
     assert!(stdout.contains("server:     PostgreSQL "), "{stdout}");
     assert!(stdout.contains("pool:       size "), "{stdout}");
+    let n = migration_names().len();
     assert!(
-        stdout.contains("migrations: 18 applied, 0 pending"),
+        stdout.contains(&format!("migrations: {n} applied, 0 pending")),
         "{stdout}"
     );
 
     let out = run(&[("DB_CONNECTION_STRING", &url)], &["status", "--json"]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(json["status"], "connected");
-    assert_eq!(json["migrations_applied"], 18);
+    assert_eq!(json["migrations_applied"], n);
     assert!(json["pool"]["max"].as_u64().is_some(), "{json}");
 }
 
@@ -185,8 +186,28 @@ const OUR_OBJECTS: &str = "SELECT
         AND relname NOT IN ('__diesel_schema_migrations', '__diesel_schema_migrations_pkey'))
   + (SELECT count(*) FROM pg_proc WHERE pronamespace = 'public'::regnamespace)";
 
+/// The migration folder names, oldest first.
+fn migration_names() -> Vec<String> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("migrations folder")
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
 #[tokio::test]
 async fn migrate_list_run_revert_redo() {
+    let names = migration_names();
+    let n = names.len();
+    assert!(
+        n >= 18,
+        "the template's 18 migrations and this crate's additions"
+    );
+    assert_eq!(names[17], "2024-01-01-000018_create_user_audit_log_table");
     let db = TestDb::empty().await;
     let url = db.url();
     let env = [("DB_CONNECTION_STRING", url.as_str())];
@@ -194,21 +215,27 @@ async fn migrate_list_run_revert_redo() {
     let out = run(&env, &["migrate", "list"]);
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(stdout.matches("[pending]").count(), 18, "{stdout}");
-    assert!(stdout.contains("0 applied, 18 pending"), "{stdout}");
+    assert_eq!(stdout.matches("[pending]").count(), n, "{stdout}");
+    assert!(
+        stdout.contains(&format!("0 applied, {n} pending")),
+        "{stdout}"
+    );
 
     let out = run(&env, &["migrate"]);
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
-    assert_eq!(stdout.matches("Applied  ").count(), 18, "{stdout}");
-    assert!(
-        stdout.contains("Applied  2024-01-01-000001_create_users_table"),
-        "{stdout}"
-    );
+    let applied: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("Applied  "))
+        .collect();
+    assert_eq!(applied, names, "applied in order, each printed");
 
     let out = run(&env, &["migrate", "list"]);
     let (stdout, _) = text(&out);
-    assert!(stdout.contains("18 applied, 0 pending"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{n} applied, 0 pending")),
+        "{stdout}"
+    );
 
     let out = run(&env, &["migrate", "run"]);
     assert!(text(&out).0.contains("No pending migrations."));
@@ -216,45 +243,32 @@ async fn migrate_list_run_revert_redo() {
     let out = run(&env, &["migrate", "revert", "--steps", "2"]);
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(0));
-    assert!(
-        stdout.contains("Reverted 2024-01-01-000018_create_user_audit_log_table"),
-        "{stdout}"
-    );
-    assert!(stdout.contains("Reverted 2024-01-01-000017_create_password_reset_requests_table"));
+    let reverted: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("Reverted "))
+        .collect();
+    assert_eq!(reverted, vec![names[n - 1].as_str(), names[n - 2].as_str()]);
+    let left = i64::try_from(n - 2).expect("small");
     assert_eq!(
         count(&db, "SELECT count(*) FROM __diesel_schema_migrations").await,
-        16
+        left
     );
-    assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM pg_class WHERE relname = 'user_audit_log'"
-        )
-        .await,
-        0
-    );
-
-    let out = run(&env, &["migrate", "revert"]);
-    assert!(text(&out)
-        .0
-        .contains("Reverted 2024-01-01-000016_create_role_hierarchy_function"));
 
     let out = run(&env, &["migrate", "redo"]);
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(0));
-    assert!(
-        stdout.contains("Reverted 2024-01-01-000015_create_user_blocking_trigger"),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains("Applied  2024-01-01-000015_create_user_blocking_trigger"),
-        "{stdout}"
+    let newest = &names[n - 3];
+    assert!(stdout.contains(&format!("Reverted {newest}")), "{stdout}");
+    assert!(stdout.contains(&format!("Applied  {newest}")), "{stdout}");
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM __diesel_schema_migrations").await,
+        left
     );
 
     let out = run(&env, &["migrate", "revert", "--all"]);
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(stdout.matches("Reverted ").count(), 15, "{stdout}");
+    assert_eq!(stdout.matches("Reverted ").count(), n - 2, "{stdout}");
     assert_eq!(
         count(&db, OUR_OBJECTS).await,
         0,
@@ -287,14 +301,16 @@ async fn two_migrators_at_once_both_succeed_and_apply_each_migration_once() {
     assert_eq!(b.status.code(), Some(0), "{:?}", text(&b));
     let applied_a = text(&a).0.matches("Applied  ").count();
     let applied_b = text(&b).0.matches("Applied  ").count();
+    let n = migration_names().len();
     assert_eq!(
         applied_a + applied_b,
-        18,
+        n,
         "each migration applied by exactly one process"
     );
+    let n = i64::try_from(n).expect("small");
     assert_eq!(
         count(&db, "SELECT count(*) FROM __diesel_schema_migrations").await,
-        18
+        n
     );
     assert_eq!(
         count(
@@ -302,6 +318,11 @@ async fn two_migrators_at_once_both_succeed_and_apply_each_migration_once() {
             "SELECT count(DISTINCT version) FROM __diesel_schema_migrations"
         )
         .await,
+        n
+    );
+    // The template's own table records its 18 names, once each.
+    assert_eq!(
+        count(&db, "SELECT count(DISTINCT name) FROM migrations").await,
         18
     );
     assert_eq!(count(&db, "SELECT count(*) FROM migrations").await, 18);

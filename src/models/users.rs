@@ -1,0 +1,238 @@
+//! The `users` table: accounts, local (with a password hash) or OAuth.
+
+use crate::error::Error;
+use crate::schema::users;
+use chrono::{DateTime, Utc};
+use diesel::deserialize::{self, FromSql, FromSqlRow};
+use diesel::expression::AsExpression;
+use diesel::pg::{Pg, PgValue};
+use diesel::serialize::{self, Output, ToSql};
+use diesel::sql_types;
+use std::fmt;
+use std::str::FromStr;
+use uuid::Uuid;
+
+/// The id of a user (`users.id`, and every column that refers to it).
+///
+/// Maps to SQL `uuid` both ways, so it can be bound in queries and read
+/// from rows in place of a bare [`Uuid`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, AsExpression, FromSqlRow)]
+#[diesel(sql_type = sql_types::Uuid)]
+pub struct UserId(pub Uuid);
+
+impl UserId {
+    /// The underlying UUID.
+    pub fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+}
+
+impl From<Uuid> for UserId {
+    fn from(id: Uuid) -> Self {
+        UserId(id)
+    }
+}
+
+impl From<UserId> for Uuid {
+    fn from(id: UserId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromSql<sql_types::Uuid, Pg> for UserId {
+    fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
+        <Uuid as FromSql<sql_types::Uuid, Pg>>::from_sql(bytes).map(UserId)
+    }
+}
+
+impl ToSql<sql_types::Uuid, Pg> for UserId {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        <Uuid as ToSql<sql_types::Uuid, Pg>>::to_sql(&self.0, out)
+    }
+}
+
+/// A user's role in the template's hierarchy.
+///
+/// The `role` column is free text (the template put no CHECK on it), so a
+/// row may hold a name that is not a `Role`: [`User::parsed_role`] then
+/// gives `None`, and the SQL functions give it level 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Everything, including managing admins (`superadmin`, level 100).
+    Superadmin,
+    /// Manages ordinary users (`admin`, level 50).
+    Admin,
+    /// An ordinary account (`user`, level 10; the column's default).
+    User,
+}
+
+impl Role {
+    /// Every role, highest first.
+    pub const ALL: [Role; 3] = [Role::Superadmin, Role::Admin, Role::User];
+
+    /// The role's level, as the SQL function `get_role_level` gives it:
+    /// 100, 50 or 10 (unknown names have 0 there).
+    pub fn level(self) -> i32 {
+        match self {
+            Role::Superadmin => 100,
+            Role::Admin => 50,
+            Role::User => 10,
+        }
+    }
+
+    /// The name stored in `users.role`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Superadmin => "superadmin",
+            Role::Admin => "admin",
+            Role::User => "user",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = Error;
+
+    /// Parses the exact stored name (`superadmin`, `admin`, `user`; case
+    /// matters, as it does for `is_valid_role`).
+    ///
+    /// Fails with [`Error::Validation`] on field `role` for any other text.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| Error::validation("role", format!("unknown role {s:?}")))
+    }
+}
+
+/// One row of `users`.
+///
+/// `Debug` shows whether `password_hash` and `reset_token` are set, never
+/// their values.
+#[derive(Clone, PartialEq, diesel::Queryable, diesel::Selectable, diesel::Identifiable)]
+#[diesel(table_name = users)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct User {
+    /// Primary key.
+    pub id: UserId,
+    /// Login email; unique.
+    pub email: String,
+    /// The password hash (argon2id PHC string, or a legacy bcrypt hash from
+    /// the template); `None` for OAuth accounts.
+    pub password_hash: Option<String>,
+    /// The name shown in the UI.
+    pub display_name: String,
+    /// UI language code (default `en`).
+    pub language_preference: Option<String>,
+    /// `local`, or the OAuth provider's name (e.g. `google`).
+    pub oauth_provider: Option<String>,
+    /// The account's id at the OAuth provider.
+    pub oauth_id: Option<String>,
+    /// Whether the email address was verified.
+    pub email_verified: Option<bool>,
+    /// The role name, free text; see [`User::parsed_role`].
+    pub role: Option<String>,
+    /// When the row was created.
+    pub created_at: Option<DateTime<Utc>>,
+    /// When the row last changed (kept by the `users_updated_at` trigger).
+    pub updated_at: Option<DateTime<Utc>>,
+    /// The last successful login.
+    pub last_login: Option<DateTime<Utc>>,
+    /// Profile picture URL.
+    pub avatar_url: Option<String>,
+    /// Extra role names, a JSON array (default `[]`).
+    pub additional_roles: Option<serde_json::Value>,
+    /// Whether the account is blocked.
+    pub is_blocked: Option<bool>,
+    /// When it was blocked (set and cleared by the `user_blocked_at` trigger).
+    pub blocked_at: Option<DateTime<Utc>>,
+    /// Who blocked it.
+    pub blocked_by: Option<UserId>,
+    /// Why it was blocked.
+    pub blocked_reason: Option<String>,
+    /// The hash of the current password reset token, if any.
+    pub reset_token: Option<String>,
+    /// When the current reset token expires.
+    pub reset_token_expires: Option<DateTime<Utc>>,
+    /// Whether the current reset token was used.
+    pub reset_token_used: Option<bool>,
+    /// Failed reset attempts since `reset_attempts_reset_at`.
+    pub reset_attempts: Option<i32>,
+    /// When the reset attempt counter was last reset.
+    pub reset_attempts_reset_at: Option<DateTime<Utc>>,
+}
+
+impl User {
+    /// The role as a [`Role`]; `None` when the column is NULL or holds a
+    /// name that is not a role.
+    pub fn parsed_role(&self) -> Option<Role> {
+        self.role.as_deref().and_then(|r| r.parse().ok())
+    }
+
+    /// Whether the account is blocked (a NULL `is_blocked` counts as not).
+    pub fn blocked(&self) -> bool {
+        self.is_blocked.unwrap_or(false)
+    }
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("password_hash", &super::redacted(&self.password_hash))
+            .field("display_name", &self.display_name)
+            .field("language_preference", &self.language_preference)
+            .field("oauth_provider", &self.oauth_provider)
+            .field("oauth_id", &self.oauth_id)
+            .field("email_verified", &self.email_verified)
+            .field("role", &self.role)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .field("last_login", &self.last_login)
+            .field("avatar_url", &self.avatar_url)
+            .field("additional_roles", &self.additional_roles)
+            .field("is_blocked", &self.is_blocked)
+            .field("blocked_at", &self.blocked_at)
+            .field("blocked_by", &self.blocked_by)
+            .field("blocked_reason", &self.blocked_reason)
+            .field("reset_token", &super::redacted(&self.reset_token))
+            .field("reset_token_expires", &self.reset_token_expires)
+            .field("reset_token_used", &self.reset_token_used)
+            .field("reset_attempts", &self.reset_attempts)
+            .field("reset_attempts_reset_at", &self.reset_attempts_reset_at)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_round_trip_and_rank() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>().ok(), Some(role));
+            assert_eq!(role.to_string(), role.as_str());
+        }
+        assert!(Role::Superadmin.level() > Role::Admin.level());
+        assert!(Role::Admin.level() > Role::User.level());
+        assert!(matches!(
+            "Admin".parse::<Role>(),
+            Err(Error::Validation { field: "role", .. })
+        ));
+        assert!("".parse::<Role>().is_err());
+    }
+}

@@ -1,0 +1,49 @@
+//! The `websocket_connections` table: one row per WebSocket connection, for
+//! monitoring and blocking.
+
+use super::UserId;
+use crate::schema::websocket_connections;
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+use uuid::Uuid;
+
+/// One row of `websocket_connections`.
+#[derive(Debug, Clone, PartialEq, diesel::Queryable, diesel::Selectable, diesel::Identifiable)]
+#[diesel(table_name = websocket_connections)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct WebsocketConnection {
+    /// Primary key.
+    pub id: Uuid,
+    /// The server's id for the connection; unique.
+    pub connection_id: String,
+    /// The authenticated user (set to NULL when the user is deleted).
+    pub user_id: Option<UserId>,
+    /// The client's address.
+    pub ip_address: Option<IpNet>,
+    /// The client's `User-Agent`.
+    pub user_agent: Option<String>,
+    /// When the connection opened.
+    pub connected_at: DateTime<Utc>,
+    /// When it closed; `None` while it is open.
+    pub disconnected_at: Option<DateTime<Utc>>,
+    /// The last message or ping.
+    pub last_activity_at: Option<DateTime<Utc>>,
+    /// Messages received on it.
+    pub message_count: i32,
+    /// Whether the client authenticated.
+    pub is_authenticated: bool,
+    /// Whether the connection is blocked.
+    pub is_blocked: bool,
+    /// Why it was blocked.
+    pub blocked_reason: Option<String>,
+    /// When it was blocked (kept by the `ws_connection_blocked_at` trigger).
+    pub blocked_at: Option<DateTime<Utc>>,
+    /// Who blocked it.
+    pub blocked_by: Option<UserId>,
+    /// Free-form JSON (default `{}`), e.g. path and sub-protocol.
+    pub metadata: Option<serde_json::Value>,
+    /// When the row was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed (kept by the `ws_connection_updated_at` trigger).
+    pub updated_at: DateTime<Utc>,
+}

@@ -1,0 +1,274 @@
+//! Password hashing: argon2id for new hashes, legacy bcrypt verification for
+//! hashes the Node template stored, and upgrade detection.
+//!
+//! Each hash costs about 19 MiB and tens of milliseconds of CPU, so it runs
+//! on Tokio's blocking threads (never on the async workers), and a semaphore
+//! caps how many run at once, which bounds memory.
+
+use crate::error::{Error, Result};
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+use std::sync::{Arc, OnceLock};
+use tokio::sync::Semaphore;
+
+/// Longest password accepted, in bytes; longer input is refused before any
+/// hashing, so that a huge body cannot buy a long hash.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Shortest password accepted for new passwords, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+/// The outcome of checking a password against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    /// The password does not match (or the stored value is not a known hash).
+    No,
+    /// It matches, and the stored hash uses the current algorithm and parameters.
+    Yes,
+    /// It matches, but the stored hash is legacy bcrypt or argon2 with weaker
+    /// parameters: it should be replaced by a new hash of the same password.
+    YesNeedsRehash,
+}
+
+impl Verified {
+    /// Whether the password matched.
+    pub fn matched(self) -> bool {
+        !matches!(self, Verified::No)
+    }
+}
+
+/// Hashes and verifies passwords off the async workers, at most `limit` at
+/// once.
+#[derive(Clone)]
+pub struct Passwords {
+    permits: Arc<Semaphore>,
+    params: Params,
+}
+
+impl std::fmt::Debug for Passwords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Passwords")
+            .field("available_permits", &self.permits.available_permits())
+            .field("m_cost", &self.params.m_cost())
+            .field("t_cost", &self.params.t_cost())
+            .field("p_cost", &self.params.p_cost())
+            .finish()
+    }
+}
+
+impl Default for Passwords {
+    /// OWASP's argon2id setting (m=19456 KiB, t=2, p=1), as many at once as
+    /// the machine has cores.
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Passwords::new(cores)
+    }
+}
+
+impl Passwords {
+    /// Argon2id with m=19456 KiB, t=2, p=1, at most `limit` hashes at once
+    /// (at least one).
+    pub fn new(limit: usize) -> Self {
+        Passwords {
+            permits: Arc::new(Semaphore::new(limit.max(1))),
+            params: Params::default(),
+        }
+    }
+
+    fn hasher(params: &Params) -> Argon2<'static> {
+        Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
+    }
+
+    async fn off_runtime<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        // The semaphore is never closed, so acquiring only waits.
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Error::Internal("password hashing was shut down".into()))?;
+        tokio::task::spawn_blocking(job)
+            .await
+            .map_err(|e| Error::Internal(format!("password hashing task failed: {e}")))?
+    }
+
+    /// Hashes a new password (argon2id PHC string).
+    ///
+    /// Fails with [`Error::Validation`] on field `password` when it is
+    /// shorter than [`MIN_PASSWORD_CHARS`], longer than
+    /// [`MAX_PASSWORD_BYTES`] or holds a NUL byte.
+    pub async fn hash(&self, password: &str) -> Result<String> {
+        validate_new(password)?;
+        let password = password.to_owned();
+        let params = self.params.clone();
+        self.off_runtime(move || {
+            Self::hasher(&params)
+                .hash_password(password.as_bytes())
+                .map(|h| h.to_string())
+                .map_err(|e| Error::validation("password", format!("cannot be hashed: {e}")))
+        })
+        .await
+    }
+
+    /// Checks `password` against a stored hash: argon2 (any variant and
+    /// parameters) or bcrypt (`$2a$`, `$2b$`, `$2y$`). A stored value in no
+    /// known format, or an over-long password, never matches.
+    pub async fn verify(&self, password: &str, stored: &str) -> Result<Verified> {
+        if password.len() > MAX_PASSWORD_BYTES {
+            return Ok(Verified::No);
+        }
+        let password = password.to_owned();
+        let stored = stored.to_owned();
+        let current = self.params.clone();
+        self.off_runtime(move || Ok(verify_blocking(&password, &stored, &current)))
+            .await
+    }
+
+    /// Spends the same effort as verifying a real argon2 hash, for a login
+    /// whose email matched no user, so that timing does not tell which
+    /// emails exist. Always reports no match.
+    pub async fn verify_dummy(&self, password: &str) -> Result<Verified> {
+        let params = self.params.clone();
+        let dummy = DUMMY.get_or_init(|| {
+            Self::hasher(&params)
+                .hash_password(b"pronghorn-db dummy password")
+                .map(|h| h.to_string())
+                .unwrap_or_default()
+        });
+        let password: String = password.chars().take(MAX_PASSWORD_BYTES).collect();
+        let stored = dummy.clone();
+        self.verify(&password, &stored).await.map(|_| Verified::No)
+    }
+}
+
+static DUMMY: OnceLock<String> = OnceLock::new();
+
+fn verify_blocking(password: &str, stored: &str, current: &Params) -> Verified {
+    if is_bcrypt(stored) {
+        return match bcrypt::verify(password, stored) {
+            Ok(true) => Verified::YesNeedsRehash,
+            Ok(false) => Verified::No,
+            Err(e) => {
+                tracing::warn!(error = %e, "a stored bcrypt hash does not parse");
+                Verified::No
+            }
+        };
+    }
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        tracing::warn!("a stored password hash is in no known format");
+        return Verified::No;
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return Verified::No;
+    };
+    let Ok(algorithm) = Algorithm::try_from(parsed.algorithm.as_str()) else {
+        return Verified::No;
+    };
+    let verifier = Argon2::new(algorithm, Version::V0x13, params.clone());
+    if verifier.verify_password(password.as_bytes(), &parsed).is_err() {
+        return Verified::No;
+    }
+    let weaker = algorithm != Algorithm::Argon2id
+        || parsed.version != Some(Version::V0x13.into())
+        || params.m_cost() < current.m_cost()
+        || params.t_cost() < current.t_cost()
+        || params.p_cost() < current.p_cost();
+    if weaker {
+        Verified::YesNeedsRehash
+    } else {
+        Verified::Yes
+    }
+}
+
+/// Whether a stored hash is bcrypt in one of the prefixes bcrypt libraries
+/// (bcryptjs among them) write.
+pub fn is_bcrypt(stored: &str) -> bool {
+    ["$2a$", "$2b$", "$2y$"].iter().any(|p| stored.starts_with(p))
+}
+
+/// Checks a new password before hashing.
+///
+/// Fails with [`Error::Validation`] on field `password`.
+pub fn validate_new(password: &str) -> Result<()> {
+    if password.contains('\0') {
+        return Err(Error::validation("password", "must not contain a NUL byte"));
+    }
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(Error::validation(
+            "password",
+            format!("must be at least {MIN_PASSWORD_CHARS} characters"),
+        ));
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(Error::validation(
+            "password",
+            format!("must be at most {MAX_PASSWORD_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn new_hashes_are_argon2id_with_owasp_parameters() {
+        let p = Passwords::new(2);
+        let h = p.hash("correct horse").await.unwrap();
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        assert_eq!(p.verify("correct horse", &h).await.unwrap(), Verified::Yes);
+        assert_eq!(p.verify("wrong horse!", &h).await.unwrap(), Verified::No);
+    }
+
+    #[tokio::test]
+    async fn bcrypt_verifies_and_asks_for_a_rehash() {
+        let p = Passwords::new(1);
+        for prefix in ["$2a$", "$2b$", "$2y$"] {
+            let h = bcrypt::hash("legacy-pass", 4).unwrap();
+            let h = format!("{prefix}{}", &h[4..]);
+            assert_eq!(p.verify("legacy-pass", &h).await.unwrap(), Verified::YesNeedsRehash, "{prefix}");
+            assert_eq!(p.verify("other-pass", &h).await.unwrap(), Verified::No, "{prefix}");
+        }
+    }
+
+    #[tokio::test]
+    async fn weaker_argon2_parameters_ask_for_a_rehash() {
+        let weak = Params::new(4096, 1, 1, None).unwrap();
+        let h = Argon2::new(Algorithm::Argon2id, Version::V0x13, weak)
+            .hash_password(b"some password")
+            .unwrap()
+            .to_string();
+        let p = Passwords::new(1);
+        assert_eq!(p.verify("some password", &h).await.unwrap(), Verified::YesNeedsRehash);
+        let h = Argon2::new(Algorithm::Argon2i, Version::V0x13, Params::default())
+            .hash_password(b"some password")
+            .unwrap()
+            .to_string();
+        assert_eq!(p.verify("some password", &h).await.unwrap(), Verified::YesNeedsRehash);
+    }
+
+    #[tokio::test]
+    async fn unknown_formats_and_oversized_input_never_match() {
+        let p = Passwords::new(1);
+        assert_eq!(p.verify("x", "plaintext").await.unwrap(), Verified::No);
+        assert_eq!(p.verify("x", "").await.unwrap(), Verified::No);
+        let long = "a".repeat(MAX_PASSWORD_BYTES + 1);
+        let h = p.hash("a valid password").await.unwrap();
+        assert_eq!(p.verify(&long, &h).await.unwrap(), Verified::No);
+        assert_eq!(p.verify_dummy("anything").await.unwrap(), Verified::No);
+    }
+
+    #[test]
+    fn new_password_rules() {
+        assert!(validate_new("short").is_err());
+        assert!(validate_new("has\0nul-byte").is_err());
+        assert!(validate_new(&"x".repeat(MAX_PASSWORD_BYTES + 1)).is_err());
+        assert!(validate_new("long enough").is_ok());
+        match validate_new("short") {
+            Err(Error::Validation { field, .. }) => assert_eq!(field, "password"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
