@@ -175,6 +175,7 @@ pub struct DbConfig {
     pub(crate) pool: PoolSettings,
     pub(crate) slow_call: Duration,
     pub(crate) auto_migrate: bool,
+    pub(crate) hash_concurrency: usize,
     pub(crate) source: ConfigSource,
 }
 
@@ -206,6 +207,7 @@ pub const VARIABLES: &[&str] = &[
     "DB_POOL_CONNECTION_TIMEOUT",
     "DB_SLOW_QUERY_MS",
     "DB_AUTO_MIGRATE",
+    "PASSWORD_HASH_CONCURRENCY",
     "APP_NAME",
 ];
 
@@ -278,6 +280,20 @@ impl DbConfig {
             })?,
         };
         let app_name = get("APP_NAME").map(|v| v.trim().to_owned());
+        let hash_concurrency = match get("PASSWORD_HASH_CONCURRENCY") {
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            Some(v) => match parse_u64("PASSWORD_HASH_CONCURRENCY", &v)? {
+                0 => {
+                    return Err(ConfigError::new(
+                        "PASSWORD_HASH_CONCURRENCY",
+                        "must be at least 1, got 0",
+                    ))
+                }
+                n => usize::try_from(n).map_err(|_| {
+                    ConfigError::new("PASSWORD_HASH_CONCURRENCY", format!("{n} is too large"))
+                })?,
+            },
+        };
         let port = get("DB_PORT")
             .map(|v| conninfo::parse_port(&v))
             .transpose()
@@ -291,6 +307,7 @@ impl DbConfig {
             slow_call,
             auto_migrate,
             app_name,
+            hash_concurrency,
         };
 
         match get("DB_CONNECTION_STRING") {
@@ -339,6 +356,7 @@ impl DbConfig {
                     pool: base.pool,
                     slow_call: base.slow_call,
                     auto_migrate: base.auto_migrate,
+                    hash_concurrency: base.hash_concurrency,
                     source: ConfigSource::Parts,
                 })));
             }
@@ -406,6 +424,12 @@ impl DbConfig {
     /// Whether pending migrations run when the store starts (`DB_AUTO_MIGRATE`).
     pub fn auto_migrate(&self) -> bool {
         self.auto_migrate
+    }
+
+    /// How many password hashes run at once (`PASSWORD_HASH_CONCURRENCY`,
+    /// default: the number of cores).
+    pub fn hash_concurrency(&self) -> usize {
+        self.hash_concurrency
     }
 
     /// Which variables the connection settings came from.
@@ -486,6 +510,7 @@ impl fmt::Debug for DbConfig {
             .field("pool", &self.pool)
             .field("slow_call", &self.slow_call)
             .field("auto_migrate", &self.auto_migrate)
+            .field("hash_concurrency", &self.hash_concurrency)
             .field("source", &self.source)
             .finish_non_exhaustive()
     }
@@ -504,6 +529,7 @@ struct Base {
     slow_call: Duration,
     auto_migrate: bool,
     app_name: Option<String>,
+    hash_concurrency: usize,
 }
 
 fn default_app_name() -> String {
@@ -583,6 +609,7 @@ fn from_string(s: &str, base: Base) -> Result<DbConfig, ConfigError> {
         pool: base.pool,
         slow_call: base.slow_call,
         auto_migrate: base.auto_migrate,
+        hash_concurrency: base.hash_concurrency,
         source: ConfigSource::ConnectionString,
     })
 }

@@ -40,6 +40,7 @@ pub(crate) mod observe;
 pub mod page;
 pub mod password;
 pub mod pool;
+pub mod repo;
 pub mod schema;
 pub mod store;
 mod tls;
@@ -50,7 +51,12 @@ pub use config::{Configuration, ConfigError, DbConfig, PoolSettings, SslMode};
 pub use conninfo::HostPort;
 pub use error::{Error, Result};
 pub use pool::PoolStats;
-pub use store::{DisabledStore, HealthStore, PgStore, ServerInfo, Store};
+pub use models::{Role, User, UserId};
+pub use page::{Page, PageRequest};
+pub use repo::audit::AuditQuery;
+pub use repo::users::UserFilter;
+pub use store::users::{NewLocalUser, NewOAuthUser, ProfileUpdate, RequestMeta, RoleCount};
+pub use store::{AuditStore, DisabledStore, HealthStore, PgStore, ServerInfo, Store, UserStore};
 
 use std::sync::Arc;
 

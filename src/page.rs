@@ -64,10 +64,13 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
-/// A decoded cursor: the sort key of the last row seen.
+/// A decoded cursor: the sort key of the last row seen. The repository
+/// functions take it; callers of the store only see its opaque text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Cursor {
+pub struct Cursor {
+    /// The row's timestamp (its creation time in every listing).
     pub at: DateTime<Utc>,
+    /// The row's id, which breaks ties between equal timestamps.
     pub id: Uuid,
 }
 
@@ -164,7 +167,10 @@ mod tests {
         let other = scope(&["users", "role=user"]);
         assert!(matches!(
             Cursor::decode(&text, other),
-            Err(Error::Validation { field: "cursor", .. })
+            Err(Error::Validation {
+                field: "cursor",
+                ..
+            })
         ));
     }
 

@@ -111,6 +111,21 @@ impl Passwords {
         .await
     }
 
+    /// Hashes a password that already verified against an older hash, to
+    /// upgrade it. Unlike [`Passwords::hash`] it does not apply the rules
+    /// for new passwords (an old password may be shorter than they allow).
+    pub(crate) async fn rehash(&self, password: &str) -> Result<String> {
+        let password = password.to_owned();
+        let params = self.params.clone();
+        self.off_runtime(move || {
+            Self::hasher(&params)
+                .hash_password(password.as_bytes())
+                .map(|h| h.to_string())
+                .map_err(|e| Error::Internal(format!("password hashing failed: {e}")))
+        })
+        .await
+    }
+
     /// Checks `password` against a stored hash: argon2 (any variant and
     /// parameters) or bcrypt (`$2a$`, `$2b$`, `$2y$`). A stored value in no
     /// known format, or an over-long password, never matches.
@@ -166,7 +181,10 @@ fn verify_blocking(password: &str, stored: &str, current: &Params) -> Verified {
         return Verified::No;
     };
     let verifier = Argon2::new(algorithm, Version::V0x13, params.clone());
-    if verifier.verify_password(password.as_bytes(), &parsed).is_err() {
+    if verifier
+        .verify_password(password.as_bytes(), &parsed)
+        .is_err()
+    {
         return Verified::No;
     }
     let weaker = algorithm != Algorithm::Argon2id
@@ -184,7 +202,9 @@ fn verify_blocking(password: &str, stored: &str, current: &Params) -> Verified {
 /// Whether a stored hash is bcrypt in one of the prefixes bcrypt libraries
 /// (bcryptjs among them) write.
 pub fn is_bcrypt(stored: &str) -> bool {
-    ["$2a$", "$2b$", "$2y$"].iter().any(|p| stored.starts_with(p))
+    ["$2a$", "$2b$", "$2y$"]
+        .iter()
+        .any(|p| stored.starts_with(p))
 }
 
 /// Checks a new password before hashing.
@@ -228,8 +248,16 @@ mod tests {
         for prefix in ["$2a$", "$2b$", "$2y$"] {
             let h = bcrypt::hash("legacy-pass", 4).unwrap();
             let h = format!("{prefix}{}", &h[4..]);
-            assert_eq!(p.verify("legacy-pass", &h).await.unwrap(), Verified::YesNeedsRehash, "{prefix}");
-            assert_eq!(p.verify("other-pass", &h).await.unwrap(), Verified::No, "{prefix}");
+            assert_eq!(
+                p.verify("legacy-pass", &h).await.unwrap(),
+                Verified::YesNeedsRehash,
+                "{prefix}"
+            );
+            assert_eq!(
+                p.verify("other-pass", &h).await.unwrap(),
+                Verified::No,
+                "{prefix}"
+            );
         }
     }
 
@@ -241,12 +269,18 @@ mod tests {
             .unwrap()
             .to_string();
         let p = Passwords::new(1);
-        assert_eq!(p.verify("some password", &h).await.unwrap(), Verified::YesNeedsRehash);
+        assert_eq!(
+            p.verify("some password", &h).await.unwrap(),
+            Verified::YesNeedsRehash
+        );
         let h = Argon2::new(Algorithm::Argon2i, Version::V0x13, Params::default())
             .hash_password(b"some password")
             .unwrap()
             .to_string();
-        assert_eq!(p.verify("some password", &h).await.unwrap(), Verified::YesNeedsRehash);
+        assert_eq!(
+            p.verify("some password", &h).await.unwrap(),
+            Verified::YesNeedsRehash
+        );
     }
 
     #[tokio::test]

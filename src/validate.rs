@@ -44,7 +44,9 @@ pub fn email(value: &str) -> Result<String> {
         return Err(Error::validation("email", "must not contain whitespace"));
     }
     match trimmed.split_once('@') {
-        Some((local, domain)) if !local.is_empty() && !domain.is_empty() && !domain.contains('@') => {
+        Some((local, domain))
+            if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
+        {
             Ok(trimmed.to_lowercase())
         }
         _ => Err(Error::validation("email", "must look like name@domain")),
@@ -85,6 +87,9 @@ mod tests {
         assert!(display_name(&"é".repeat(100)).is_ok());
         assert_eq!(field_of(display_name("  ")), "display_name");
         assert_eq!(field_of(text("bio", "a\0b", 10)), "bio");
-        assert_eq!(text("bio", "'; DROP TABLE users; --", 100).unwrap(), "'; DROP TABLE users; --");
+        assert_eq!(
+            text("bio", "'; DROP TABLE users; --", 100).unwrap(),
+            "'; DROP TABLE users; --"
+        );
     }
 }

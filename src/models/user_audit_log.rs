@@ -28,3 +28,22 @@ pub struct AuditLogEntry {
     /// When it happened.
     pub created_at: DateTime<Utc>,
 }
+
+/// A new audit log row. Every column is given explicitly, so every insert
+/// shares one SQL text.
+#[derive(Debug, Clone, diesel::Insertable)]
+#[diesel(table_name = user_audit_log, treat_none_as_default_value = false)]
+pub struct NewAuditEntry<'a> {
+    /// The account the action was done to.
+    pub user_id: Option<UserId>,
+    /// Who did it (the user itself for self-service actions).
+    pub actor_id: Option<UserId>,
+    /// The action's name, e.g. `role_changed`.
+    pub action: &'a str,
+    /// Action-specific details (a JSON object).
+    pub details: serde_json::Value,
+    /// The request's client address.
+    pub ip_address: Option<IpNet>,
+    /// The request's user agent.
+    pub user_agent: Option<&'a str>,
+}

@@ -236,3 +236,82 @@ mod tests {
         assert!("".parse::<Role>().is_err());
     }
 }
+
+/// A new row of `users`, as the repository inserts it.
+///
+/// Every column is given explicitly (no `None` falls back to a column
+/// default), so every insert has the same SQL text and reuses one prepared
+/// statement. `Debug` never shows the password hash.
+#[derive(Clone, diesel::Insertable)]
+#[diesel(table_name = users, treat_none_as_default_value = false)]
+pub struct NewUserRow<'a> {
+    /// Normalised (trimmed, lower-case) email.
+    pub email: &'a str,
+    /// argon2id PHC string; `None` for OAuth accounts.
+    pub password_hash: Option<&'a str>,
+    /// The name shown in the UI.
+    pub display_name: &'a str,
+    /// UI language code.
+    pub language_preference: &'a str,
+    /// `local` or the OAuth provider.
+    pub oauth_provider: &'a str,
+    /// The account's id at the OAuth provider.
+    pub oauth_id: Option<&'a str>,
+    /// Whether the email is verified.
+    pub email_verified: bool,
+    /// The role name.
+    pub role: &'a str,
+    /// Profile picture URL.
+    pub avatar_url: Option<&'a str>,
+    /// Extra role names (a JSON array of strings).
+    pub additional_roles: serde_json::Value,
+}
+
+impl fmt::Debug for NewUserRow<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewUserRow")
+            .field("email", &self.email)
+            .field("password_hash", &super::redacted(&self.password_hash))
+            .field("display_name", &self.display_name)
+            .field("role", &self.role)
+            .field("oauth_provider", &self.oauth_provider)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The profile columns a user may change; `None` leaves a column as it is
+/// (`avatar_url: Some(None)` clears the avatar).
+#[derive(Debug, Clone, Default, diesel::AsChangeset)]
+#[diesel(table_name = users)]
+pub struct ProfileChanges<'a> {
+    /// New display name.
+    pub display_name: Option<&'a str>,
+    /// New UI language code.
+    pub language_preference: Option<&'a str>,
+    /// New avatar URL, or `Some(None)` to clear it.
+    pub avatar_url: Option<Option<&'a str>>,
+}
+
+impl ProfileChanges<'_> {
+    /// Whether no column would change.
+    pub fn is_empty(&self) -> bool {
+        self.display_name.is_none()
+            && self.language_preference.is_none()
+            && self.avatar_url.is_none()
+    }
+
+    /// The names of the columns that change, for the audit entry.
+    pub fn fields(&self) -> Vec<&'static str> {
+        let mut fields = Vec::new();
+        if self.display_name.is_some() {
+            fields.push("display_name");
+        }
+        if self.language_preference.is_some() {
+            fields.push("language_preference");
+        }
+        if self.avatar_url.is_some() {
+            fields.push("avatar_url");
+        }
+        fields
+    }
+}

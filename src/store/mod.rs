@@ -6,9 +6,11 @@
 
 mod disabled;
 mod pg;
+pub mod users;
 
 pub use disabled::DisabledStore;
 pub use pg::PgStore;
+pub use users::{AuditStore, UserStore};
 
 use crate::error::Result;
 use crate::pool::PoolStats;
@@ -62,6 +64,6 @@ pub trait HealthStore: Send + Sync {
 ///
 /// [`PgStore`] does the work on PostgreSQL; [`DisabledStore`] answers every
 /// data method with [`crate::Error::Disabled`].
-pub trait Store: HealthStore {}
+pub trait Store: HealthStore + UserStore + AuditStore {}
 
-impl<T: HealthStore> Store for T {}
+impl<T: HealthStore + UserStore + AuditStore> Store for T {}

@@ -4,6 +4,7 @@ use super::{HealthStore, ServerInfo};
 use crate::config::DbConfig;
 use crate::error::{Error, Result};
 use crate::observe::observed;
+use crate::password::Passwords;
 use crate::pool::{self, DbPool, Health, PoolStats, PooledConn};
 use async_trait::async_trait;
 use diesel::sql_types::{Text, Timestamptz};
@@ -20,6 +21,7 @@ pub struct PgStore {
     config: DbConfig,
     target: String,
     health: Arc<Health>,
+    passwords: Passwords,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -52,6 +54,7 @@ impl PgStore {
         Ok(PgStore {
             pool: RwLock::new(Some(pool)),
             target: config.redacted_target(),
+            passwords: Passwords::new(config.hash_concurrency()),
             config,
             health,
         })
@@ -134,7 +137,24 @@ impl PgStore {
         }
     }
 
-    fn slow(&self) -> Duration {
+    /// The password hasher (argon2id off the async workers, capped).
+    pub fn passwords(&self) -> &Passwords {
+        &self.passwords
+    }
+
+    /// Runs `f` on a pooled connection (no transaction) and settles
+    /// connection errors.
+    pub(crate) async fn with_conn<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send,
+        F: for<'c> FnOnce(&'c mut AsyncPgConnection) -> BoxFuture<'c, Result<R>> + Send,
+    {
+        let mut conn = self.conn().await?;
+        let result = f(&mut conn).await;
+        self.settle(result)
+    }
+
+    pub(crate) fn slow(&self) -> Duration {
         self.config.slow_call_threshold()
     }
 }

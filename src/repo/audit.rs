@@ -1,0 +1,74 @@
+//! Queries on `user_audit_log`: append and read; entries are never updated
+//! or deleted here.
+
+use crate::error::Result;
+use crate::models::user_audit_log::NewAuditEntry;
+use crate::models::{AuditLogEntry, UserId};
+use crate::page::Cursor;
+use crate::schema::user_audit_log as log;
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+/// Which entries to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditQuery {
+    /// Entries about this user.
+    User(UserId),
+    /// Entries this user did.
+    Actor(UserId),
+    /// Entries with this action name.
+    Action(String),
+}
+
+impl AuditQuery {
+    pub(crate) fn scope(&self) -> u64 {
+        match self {
+            AuditQuery::User(id) => crate::page::scope(&["audit", "user", &id.to_string()]),
+            AuditQuery::Actor(id) => crate::page::scope(&["audit", "actor", &id.to_string()]),
+            AuditQuery::Action(a) => crate::page::scope(&["audit", "action", a]),
+        }
+    }
+}
+
+/// The keyset position of an entry.
+pub(crate) fn cursor_of(entry: &AuditLogEntry) -> Cursor {
+    Cursor {
+        at: entry.created_at,
+        id: entry.id,
+    }
+}
+
+/// Appends an entry and returns its id.
+pub async fn record(conn: &mut AsyncPgConnection, entry: &NewAuditEntry<'_>) -> Result<uuid::Uuid> {
+    Ok(diesel::insert_into(log::table)
+        .values(entry)
+        .returning(log::id)
+        .get_result(conn)
+        .await?)
+}
+
+/// Entries matching `query`, newest first, after `after` when given.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    query: &AuditQuery,
+    after: Option<Cursor>,
+    limit: i64,
+) -> Result<Vec<AuditLogEntry>> {
+    let mut q = log::table.select(AuditLogEntry::as_select()).into_boxed();
+    q = match query {
+        AuditQuery::User(id) => q.filter(log::user_id.eq(*id)),
+        AuditQuery::Actor(id) => q.filter(log::actor_id.eq(*id)),
+        AuditQuery::Action(a) => q.filter(log::action.eq(a.clone())),
+    };
+    if let Some(c) = after {
+        q = q.filter(
+            log::created_at
+                .lt(c.at)
+                .or(log::created_at.eq(c.at).and(log::id.lt(c.id))),
+        );
+    }
+    Ok(q.order((log::created_at.desc(), log::id.desc()))
+        .limit(limit)
+        .load(conn)
+        .await?)
+}

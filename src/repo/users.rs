@@ -1,0 +1,374 @@
+//! Queries on `users`. Each function takes a connection, so any set of them
+//! composes inside one transaction. Inputs are already validated.
+
+use crate::error::{Error, Result};
+use crate::models::users::{NewUserRow, ProfileChanges};
+use crate::models::{User, UserId};
+use crate::page::Cursor;
+use crate::schema::users;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Nullable, Timestamptz, Varchar};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+diesel::define_sql_function! {
+    /// SQL `lower(text)`.
+    fn lower(x: Varchar) -> Varchar;
+}
+
+diesel::define_sql_function! {
+    /// SQL `coalesce(timestamptz, timestamptz)`.
+    #[sql_name = "coalesce"]
+    fn coalesce_ts(x: Nullable<Timestamptz>, y: Timestamptz) -> Timestamptz;
+}
+
+/// The filters of a user listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserFilter {
+    /// Only users with this role.
+    pub role: Option<crate::models::Role>,
+    /// Only blocked (`true`) or only not blocked (`false`) users.
+    pub blocked: Option<bool>,
+    /// Only users whose email or display name contains this text
+    /// (case-insensitive; `%` and `_` match themselves).
+    pub search: Option<String>,
+}
+
+impl UserFilter {
+    /// The parts that make a cursor belong to this listing.
+    pub(crate) fn scope(&self) -> u64 {
+        let role = self.role.map_or("", |r| r.as_str());
+        let blocked = match self.blocked {
+            None => "",
+            Some(true) => "blocked",
+            Some(false) => "active",
+        };
+        crate::page::scope(&["users", role, blocked, self.search.as_deref().unwrap_or("")])
+    }
+}
+
+/// A user listing is ordered newest first; rows whose `created_at` is NULL
+/// (possible in adopted data) sort as the epoch.
+fn epoch() -> DateTime<Utc> {
+    DateTime::<Utc>::UNIX_EPOCH
+}
+
+/// The keyset position of a user in listings.
+pub(crate) fn cursor_of(user: &User) -> Cursor {
+    Cursor {
+        at: user.created_at.unwrap_or_else(epoch),
+        id: user.id.0,
+    }
+}
+
+fn not_found() -> Error {
+    Error::NotFound { entity: "user" }
+}
+
+/// Inserts a user and returns the row.
+///
+/// Fails with [`Error::Conflict`] on `users_email_key` (email taken) or
+/// `unique_oauth` (OAuth identity taken).
+pub async fn insert(conn: &mut AsyncPgConnection, row: &NewUserRow<'_>) -> Result<User> {
+    Ok(diesel::insert_into(users::table)
+        .values(row)
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await?)
+}
+
+/// The user with this id. Fails with [`Error::NotFound`].
+pub async fn find_by_id(conn: &mut AsyncPgConnection, id: UserId) -> Result<User> {
+    users::table
+        .find(id)
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(not_found)
+}
+
+/// The user with this id, locked until the transaction ends.
+/// Fails with [`Error::NotFound`].
+pub async fn lock_by_id(conn: &mut AsyncPgConnection, id: UserId) -> Result<User> {
+    users::table
+        .find(id)
+        .select(User::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or_else(not_found)
+}
+
+/// The user whose email equals `email` ignoring case (`email` is already
+/// normalised), or `None`. Served by the `lower(email)` index; when a
+/// template-era database holds several emails differing only in case, the
+/// exact match wins.
+pub async fn find_by_email(conn: &mut AsyncPgConnection, email: &str) -> Result<Option<User>> {
+    Ok(users::table
+        .filter(lower(users::email).eq(email))
+        .order((users::email.eq(email).desc(), users::created_at.asc()))
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// The OAuth user with this provider and id, or `None`.
+pub async fn find_by_oauth(
+    conn: &mut AsyncPgConnection,
+    provider: &str,
+    oauth_id: &str,
+) -> Result<Option<User>> {
+    Ok(users::table
+        .filter(users::oauth_provider.eq(provider))
+        .filter(users::oauth_id.eq(oauth_id))
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// Escapes `%`, `_` and `\` so that a search term matches literally inside
+/// an ILIKE pattern.
+fn like_pattern(term: &str) -> String {
+    let mut out = String::with_capacity(term.len() + 2);
+    out.push('%');
+    for c in term.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// One page of users, newest first, after `after` when given: `limit`
+/// rows at most (the caller asks for one more than it shows).
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    filter: &UserFilter,
+    after: Option<Cursor>,
+    limit: i64,
+) -> Result<Vec<User>> {
+    let created = coalesce_ts(users::created_at, epoch());
+    let mut query = users::table.select(User::as_select()).into_boxed();
+    if let Some(role) = filter.role {
+        query = query.filter(users::role.eq(role.as_str()));
+    }
+    match filter.blocked {
+        Some(true) => query = query.filter(users::is_blocked.eq(true)),
+        Some(false) => {
+            query = query.filter(users::is_blocked.is_null().or(users::is_blocked.eq(false)))
+        }
+        None => {}
+    }
+    if let Some(term) = filter.search.as_deref().filter(|t| !t.is_empty()) {
+        let pattern = like_pattern(term);
+        query = query.filter(
+            users::email
+                .ilike(pattern.clone())
+                .or(users::display_name.ilike(pattern)),
+        );
+    }
+    if let Some(c) = after {
+        query = query.filter(
+            coalesce_ts(users::created_at, epoch())
+                .lt(c.at)
+                .or(coalesce_ts(users::created_at, epoch())
+                    .eq(c.at)
+                    .and(users::id.lt(UserId(c.id)))),
+        );
+    }
+    Ok(query
+        .order((created.desc(), users::id.desc()))
+        .limit(limit)
+        .load(conn)
+        .await?)
+}
+
+/// Applies profile changes and returns the row. Fails with [`Error::NotFound`].
+pub async fn update_profile(
+    conn: &mut AsyncPgConnection,
+    id: UserId,
+    changes: &ProfileChanges<'_>,
+) -> Result<User> {
+    if changes.is_empty() {
+        return find_by_id(conn, id).await;
+    }
+    diesel::update(users::table.find(id))
+        .set(changes)
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?
+        .ok_or_else(not_found)
+}
+
+/// Replaces the password hash. Fails with [`Error::NotFound`].
+pub async fn set_password_hash(conn: &mut AsyncPgConnection, id: UserId, hash: &str) -> Result<()> {
+    let n = diesel::update(users::table.find(id))
+        .set(users::password_hash.eq(hash))
+        .execute(conn)
+        .await?;
+    if n == 0 {
+        return Err(not_found());
+    }
+    Ok(())
+}
+
+/// Replaces the password hash only if it still is `old` (a concurrent
+/// password change wins over a rehash). Returns whether it was replaced.
+pub async fn upgrade_password_hash(
+    conn: &mut AsyncPgConnection,
+    id: UserId,
+    old: &str,
+    new: &str,
+) -> Result<bool> {
+    let n = diesel::update(users::table.find(id).filter(users::password_hash.eq(old)))
+        .set(users::password_hash.eq(new))
+        .execute(conn)
+        .await?;
+    Ok(n == 1)
+}
+
+/// Sets `last_login` to now and returns the row. Fails with [`Error::NotFound`].
+pub async fn record_login(conn: &mut AsyncPgConnection, id: UserId) -> Result<User> {
+    diesel::update(users::table.find(id))
+        .set(users::last_login.eq(diesel::dsl::now))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?
+        .ok_or_else(not_found)
+}
+
+/// Marks the email verified and returns the row. Fails with [`Error::NotFound`].
+pub async fn set_email_verified(conn: &mut AsyncPgConnection, id: UserId) -> Result<User> {
+    diesel::update(users::table.find(id))
+        .set(users::email_verified.eq(true))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?
+        .ok_or_else(not_found)
+}
+
+/// Replaces the additional roles and returns the row. Fails with [`Error::NotFound`].
+pub async fn set_additional_roles(
+    conn: &mut AsyncPgConnection,
+    id: UserId,
+    roles: &[String],
+) -> Result<User> {
+    diesel::update(users::table.find(id))
+        .set(users::additional_roles.eq(serde_json::json!(roles)))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?
+        .ok_or_else(not_found)
+}
+
+/// Sets the role and returns the row. Fails with [`Error::NotFound`].
+pub async fn set_role(conn: &mut AsyncPgConnection, id: UserId, role: &str) -> Result<User> {
+    diesel::update(users::table.find(id))
+        .set(users::role.eq(role))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?
+        .ok_or_else(not_found)
+}
+
+/// Blocks (with reason and actor) or unblocks a user and returns the row;
+/// the `user_blocked_at` trigger keeps `blocked_at` and clears the block
+/// columns on unblock. Fails with [`Error::NotFound`].
+pub async fn set_blocked(
+    conn: &mut AsyncPgConnection,
+    id: UserId,
+    block: Option<(&str, UserId)>,
+) -> Result<User> {
+    let (is_blocked, reason, actor) = match block {
+        Some((reason, actor)) => (true, Some(reason), Some(actor)),
+        None => (false, None, None),
+    };
+    diesel::update(users::table.find(id))
+        .set((
+            users::is_blocked.eq(is_blocked),
+            users::blocked_reason.eq(reason),
+            users::blocked_by.eq(actor),
+        ))
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?
+        .ok_or_else(not_found)
+}
+
+/// Deletes a user (its refresh tokens, conversations and reset requests go
+/// with it; audit entries stay, with the user set to NULL). Blocks this user
+/// imposed stay in force with their actor forgotten, since `blocked_by` has
+/// no ON DELETE clause in the template's schema. Fails with
+/// [`Error::NotFound`].
+pub async fn delete(conn: &mut AsyncPgConnection, id: UserId) -> Result<()> {
+    forget_blockers(conn, &[id]).await?;
+    let n = diesel::delete(users::table.find(id)).execute(conn).await?;
+    if n == 0 {
+        return Err(not_found());
+    }
+    Ok(())
+}
+
+/// Clears `blocked_by` (on users and websocket connections) where it points
+/// at one of `ids`.
+async fn forget_blockers(conn: &mut AsyncPgConnection, ids: &[UserId]) -> Result<()> {
+    use crate::schema::websocket_connections as ws;
+    diesel::update(ws::table.filter(ws::blocked_by.eq_any(ids)))
+        .set(ws::blocked_by.eq(None::<UserId>))
+        .execute(conn)
+        .await?;
+    diesel::update(users::table.filter(users::blocked_by.eq_any(ids)))
+        .set(users::blocked_by.eq(None::<UserId>))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// How many users hold each role (`None` for a NULL role), most common first.
+pub async fn count_by_role(conn: &mut AsyncPgConnection) -> Result<Vec<(Option<String>, i64)>> {
+    Ok(users::table
+        .group_by(users::role)
+        .select((users::role, diesel::dsl::count_star()))
+        .order((diesel::dsl::count_star().desc(), users::role.asc()))
+        .load(conn)
+        .await?)
+}
+
+/// Deletes every user whose role is not `superadmin` (as [`delete`] does
+/// for one); returns how many.
+pub async fn delete_all_but_superadmins(conn: &mut AsyncPgConnection) -> Result<usize> {
+    let doomed: Vec<UserId> = users::table
+        .filter(users::role.is_distinct_from("superadmin"))
+        .select(users::id)
+        .load(conn)
+        .await?;
+    forget_blockers(conn, &doomed).await?;
+    Ok(
+        diesel::delete(users::table.filter(users::id.eq_any(&doomed)))
+            .execute(conn)
+            .await?,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_pattern("a%b_c\\d"), "%a\\%b\\_c\\\\d%");
+        assert_eq!(like_pattern("plain"), "%plain%");
+    }
+}

@@ -1,0 +1,1148 @@
+//! Users, passwords, roles and the audit log: the [`UserStore`] and
+//! [`AuditStore`] parts of the store, their input types, and their
+//! implementations for [`PgStore`] and [`DisabledStore`].
+
+use super::{DisabledStore, PgStore};
+use crate::error::{Error, Result};
+use crate::models::user_audit_log::NewAuditEntry;
+use crate::models::users::{NewUserRow, ProfileChanges};
+use crate::models::{AuditLogEntry, Role, User, UserId};
+use crate::observe::observed;
+use crate::page::{paginate, Cursor, Page, PageRequest};
+use crate::password::Verified;
+use crate::repo::audit::{self as audit_repo, AuditQuery};
+use crate::repo::users::{self as repo, UserFilter};
+use crate::validate;
+use async_trait::async_trait;
+use diesel_async::AsyncPgConnection;
+use serde_json::json;
+use std::fmt;
+use std::net::IpAddr;
+
+/// `users.language_preference` is VARCHAR(10).
+const LANGUAGE_MAX: usize = 10;
+/// `users.avatar_url` is VARCHAR(500).
+const AVATAR_MAX: usize = 500;
+/// `users.oauth_provider` is VARCHAR(50).
+const PROVIDER_MAX: usize = 50;
+/// `users.oauth_id` is VARCHAR(255).
+const OAUTH_ID_MAX: usize = 255;
+/// Longest additional role name.
+const EXTRA_ROLE_MAX: usize = 50;
+/// Longest block reason.
+const REASON_MAX: usize = 1000;
+/// User agents are cut to this many characters in the audit log.
+const USER_AGENT_MAX: usize = 512;
+
+/// Who made a request, for the audit log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestMeta {
+    /// The client's address.
+    pub ip: Option<IpAddr>,
+    /// The client's `User-Agent` header. NUL bytes are dropped and it is cut
+    /// to 512 characters before it is stored, since no request should fail
+    /// over a header.
+    pub user_agent: Option<String>,
+}
+
+impl RequestMeta {
+    fn user_agent(&self) -> Option<String> {
+        self.user_agent.as_deref().map(|ua| {
+            ua.chars()
+                .filter(|c| *c != '\0')
+                .take(USER_AGENT_MAX)
+                .collect()
+        })
+    }
+}
+
+/// A new local account (email and password).
+#[derive(Clone)]
+pub struct NewLocalUser {
+    /// Login email; trimmed and lower-cased before it is stored.
+    pub email: String,
+    /// The password (hashed with argon2id; never stored as given).
+    pub password: String,
+    /// The name shown in the UI (at most 100 characters).
+    pub display_name: String,
+    /// UI language code (default `en`, at most 10 characters).
+    pub language: Option<String>,
+    /// The role (default [`Role::User`]).
+    pub role: Role,
+    /// Whether the email counts as verified.
+    pub email_verified: bool,
+    /// Extra role names.
+    pub additional_roles: Vec<String>,
+}
+
+impl NewLocalUser {
+    /// A user with role `user`, language `en`, unverified email and no
+    /// additional roles.
+    pub fn new(
+        email: impl Into<String>,
+        password: impl Into<String>,
+        display_name: impl Into<String>,
+    ) -> Self {
+        NewLocalUser {
+            email: email.into(),
+            password: password.into(),
+            display_name: display_name.into(),
+            language: None,
+            role: Role::User,
+            email_verified: false,
+            additional_roles: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Debug for NewLocalUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewLocalUser")
+            .field("email", &self.email)
+            .field("password", &"***")
+            .field("display_name", &self.display_name)
+            .field("language", &self.language)
+            .field("role", &self.role)
+            .field("email_verified", &self.email_verified)
+            .field("additional_roles", &self.additional_roles)
+            .finish()
+    }
+}
+
+/// A user signing in through an OAuth provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOAuthUser {
+    /// The provider's name, e.g. `google` (not `local`).
+    pub provider: String,
+    /// The account's id at the provider.
+    pub oauth_id: String,
+    /// The email the provider reports.
+    pub email: String,
+    /// The name the provider reports.
+    pub display_name: String,
+    /// The picture the provider reports.
+    pub avatar_url: Option<String>,
+    /// Whether the provider verified the email.
+    pub email_verified: bool,
+}
+
+/// Profile fields to change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct ProfileUpdate {
+    /// New display name (at most 100 characters).
+    pub display_name: Option<String>,
+    /// New UI language code (at most 10 characters).
+    pub language_preference: Option<String>,
+    /// New avatar URL (at most 500 characters); `Some(None)` clears it.
+    pub avatar_url: Option<Option<String>>,
+}
+
+/// How many users hold one role.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RoleCount {
+    /// The role name (`None` for users whose role is NULL).
+    pub role: Option<String>,
+    /// How many users hold it.
+    pub count: i64,
+}
+
+/// The names of the audit actions this crate writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditAction {
+    /// A user changed its own profile; details `{fields}`.
+    ProfileUpdated,
+    /// A user changed its own password.
+    PasswordChanged,
+    /// A user deleted its own account.
+    AccountSelfDeleted,
+    /// An admin created a user; details `{role, email_verified}`.
+    UserCreatedByAdmin,
+    /// An admin changed a user's profile; details `{fields}`.
+    UserUpdatedByAdmin,
+    /// An admin changed a user's role; details `{previousRole, newRole}`.
+    RoleChanged,
+    /// An admin blocked a user; details `{reason}`.
+    UserBlocked,
+    /// An admin unblocked a user.
+    UserUnblocked,
+    /// An admin deleted a user; details `{email}`.
+    UserDeleted,
+}
+
+impl AuditAction {
+    /// The name stored in `user_audit_log.action`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditAction::ProfileUpdated => "profile_updated",
+            AuditAction::PasswordChanged => "password_changed",
+            AuditAction::AccountSelfDeleted => "account_self_deleted",
+            AuditAction::UserCreatedByAdmin => "user_created_by_admin",
+            AuditAction::UserUpdatedByAdmin => "user_updated_by_admin",
+            AuditAction::RoleChanged => "role_changed",
+            AuditAction::UserBlocked => "user_blocked",
+            AuditAction::UserUnblocked => "user_unblocked",
+            AuditAction::UserDeleted => "user_deleted",
+        }
+    }
+}
+
+/// Users, passwords and roles.
+///
+/// Every method validates its input before any query runs
+/// ([`Error::Validation`] naming the field). Methods that change a user the
+/// template audits write the audit entry in the same transaction. On
+/// [`DisabledStore`] every method fails with [`Error::Disabled`]; on any
+/// store a lost connection is [`Error::Unavailable`].
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Creates a local user (argon2id password hash).
+    ///
+    /// Fails with [`Error::Conflict`] on `users_email_key` when the email is
+    /// taken (compared ignoring case).
+    async fn create_user(&self, new: NewLocalUser) -> Result<User>;
+
+    /// Creates a local user on behalf of `actor`, whose role must be above
+    /// the new user's role; audits `user_created_by_admin`.
+    ///
+    /// Fails with [`Error::Forbidden`] or as [`UserStore::create_user`].
+    async fn create_user_by_admin(
+        &self,
+        actor: UserId,
+        new: NewLocalUser,
+        meta: &RequestMeta,
+    ) -> Result<User>;
+
+    /// Finds the user of an OAuth identity, or creates it. Returns the user
+    /// and whether it was created.
+    ///
+    /// Fails with [`Error::Conflict`] on `users_email_key` when a different
+    /// account already uses the email.
+    async fn find_or_create_oauth_user(&self, new: NewOAuthUser) -> Result<(User, bool)>;
+
+    /// The user with this id. Fails with [`Error::NotFound`].
+    async fn user_by_id(&self, id: UserId) -> Result<User>;
+
+    /// The user with this email (trimmed, compared ignoring case).
+    /// Fails with [`Error::NotFound`].
+    async fn user_by_email(&self, email: &str) -> Result<User>;
+
+    /// Users newest first, filtered, one page at a time (keyset pagination).
+    /// Fails with [`Error::Validation`] on `cursor` for a cursor that is not
+    /// from this listing with the same filters.
+    async fn list_users(&self, filter: &UserFilter, page: &PageRequest) -> Result<Page<User>>;
+
+    /// Changes a user's own profile; audits `profile_updated {fields}`.
+    /// Fails with [`Error::NotFound`].
+    async fn update_profile(
+        &self,
+        id: UserId,
+        update: &ProfileUpdate,
+        meta: &RequestMeta,
+    ) -> Result<User>;
+
+    /// Changes another user's profile on behalf of `actor` (whose role must
+    /// be above the user's); audits `user_updated_by_admin {fields}`.
+    /// Fails with [`Error::Forbidden`] or [`Error::NotFound`].
+    async fn update_user_by_admin(
+        &self,
+        actor: UserId,
+        id: UserId,
+        update: &ProfileUpdate,
+        meta: &RequestMeta,
+    ) -> Result<User>;
+
+    /// Changes a user's password after verifying the current one; audits
+    /// `password_changed`.
+    ///
+    /// Fails with [`Error::InvalidCredentials`] when the current password is
+    /// wrong (or the account has none), and with [`Error::Validation`] on
+    /// `password` when the new one is unacceptable.
+    async fn change_password(
+        &self,
+        id: UserId,
+        current: &str,
+        new: &str,
+        meta: &RequestMeta,
+    ) -> Result<()>;
+
+    /// Checks email and password. Returns the user (with `last_login` set to
+    /// now). Legacy bcrypt hashes and argon2 hashes with weaker parameters
+    /// are replaced by a current argon2id hash in the same call.
+    ///
+    /// Fails with [`Error::InvalidCredentials`] whether the email is unknown
+    /// or the password wrong (at a similar cost either way), and with
+    /// [`Error::AccountBlocked`] when the password is right but the account
+    /// is blocked.
+    async fn authenticate(&self, email: &str, password: &str) -> Result<User>;
+
+    /// Sets `last_login` to now. Fails with [`Error::NotFound`].
+    async fn record_login(&self, id: UserId) -> Result<User>;
+
+    /// Marks the email verified. Fails with [`Error::NotFound`].
+    async fn verify_email(&self, id: UserId) -> Result<User>;
+
+    /// Adds an additional role name (no effect when present).
+    /// Fails with [`Error::NotFound`].
+    async fn add_additional_role(&self, id: UserId, role: &str) -> Result<User>;
+
+    /// Removes an additional role name (no effect when absent).
+    /// Fails with [`Error::NotFound`].
+    async fn remove_additional_role(&self, id: UserId, role: &str) -> Result<User>;
+
+    /// Changes `target`'s role on behalf of `actor`: the actor's role must be
+    /// strictly above both the target's current role and the new role.
+    /// Audits `role_changed {previousRole, newRole}`.
+    ///
+    /// Fails with [`Error::Forbidden`] (hierarchy, blocked or unknown actor)
+    /// or [`Error::NotFound`] (target).
+    async fn change_role(
+        &self,
+        actor: UserId,
+        target: UserId,
+        role: Role,
+        meta: &RequestMeta,
+    ) -> Result<User>;
+
+    /// Blocks `target` with a reason, on behalf of `actor` (same hierarchy
+    /// rule); audits `user_blocked {reason}`.
+    async fn block_user(
+        &self,
+        actor: UserId,
+        target: UserId,
+        reason: &str,
+        meta: &RequestMeta,
+    ) -> Result<User>;
+
+    /// Unblocks `target` on behalf of `actor` (same hierarchy rule); audits
+    /// `user_unblocked`.
+    async fn unblock_user(&self, actor: UserId, target: UserId, meta: &RequestMeta)
+        -> Result<User>;
+
+    /// Deletes `target` on behalf of `actor` (same hierarchy rule); audits
+    /// `user_deleted {email}`.
+    async fn delete_user(&self, actor: UserId, target: UserId, meta: &RequestMeta) -> Result<()>;
+
+    /// Deletes the caller's own account; audits `account_self_deleted`.
+    /// Fails with [`Error::NotFound`].
+    async fn delete_own_account(&self, id: UserId, meta: &RequestMeta) -> Result<()>;
+
+    /// How many users hold each role, most common first.
+    async fn count_users_by_role(&self) -> Result<Vec<RoleCount>>;
+}
+
+/// Reading the audit log (entries are only ever appended, by the store).
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Entries about a user, by an actor or with an action, newest first.
+    /// Fails with [`Error::Validation`] on `cursor` for a foreign cursor.
+    async fn audit_log(
+        &self,
+        query: &AuditQuery,
+        page: &PageRequest,
+    ) -> Result<Page<AuditLogEntry>>;
+}
+
+// ---- validation -------------------------------------------------------
+
+fn check_language(lang: &str) -> Result<&str> {
+    validate::required("language_preference", lang, LANGUAGE_MAX)
+}
+
+fn check_extra_roles(roles: &[String]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::with_capacity(roles.len());
+    for r in roles {
+        let r = validate::required("additional_roles", r, EXTRA_ROLE_MAX)?.to_owned();
+        if !out.contains(&r) {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+/// A validated profile update, borrowed as the changeset.
+struct CheckedProfile {
+    display_name: Option<String>,
+    language: Option<String>,
+    avatar_url: Option<Option<String>>,
+}
+
+impl CheckedProfile {
+    fn new(update: &ProfileUpdate) -> Result<Self> {
+        Ok(CheckedProfile {
+            display_name: update
+                .display_name
+                .as_deref()
+                .map(validate::display_name)
+                .transpose()?
+                .map(str::to_owned),
+            language: update
+                .language_preference
+                .as_deref()
+                .map(check_language)
+                .transpose()?
+                .map(str::to_owned),
+            avatar_url: match &update.avatar_url {
+                None => None,
+                Some(None) => Some(None),
+                Some(Some(url)) => Some(Some(
+                    validate::required("avatar_url", url, AVATAR_MAX)?.to_owned(),
+                )),
+            },
+        })
+    }
+
+    fn changes(&self) -> ProfileChanges<'_> {
+        ProfileChanges {
+            display_name: self.display_name.as_deref(),
+            language_preference: self.language.as_deref(),
+            avatar_url: self.avatar_url.as_ref().map(|a| a.as_deref()),
+        }
+    }
+}
+
+fn role_level(role: Option<&str>) -> i32 {
+    role.and_then(|r| r.parse::<Role>().ok())
+        .map_or(0, Role::level)
+}
+
+/// The template's hierarchy: the actor's level must be strictly above the
+/// target's current level and, when a new role is given, above it too.
+fn authorize(actor: &User, target_role: Option<&str>, new_role: Option<Role>) -> Result<()> {
+    if actor.blocked() {
+        return Err(Error::Forbidden {
+            reason: "a blocked account cannot manage users".into(),
+        });
+    }
+    let mine = role_level(actor.role.as_deref());
+    if mine <= role_level(target_role) {
+        return Err(Error::Forbidden {
+            reason: "only users below the actor's own role can be managed".into(),
+        });
+    }
+    if let Some(new_role) = new_role {
+        if mine <= new_role.level() {
+            return Err(Error::Forbidden {
+                reason: format!("the actor cannot grant the role {new_role}"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Loads the actor (unknown actors are refused, not "not found").
+async fn load_actor(conn: &mut AsyncPgConnection, actor: UserId) -> Result<User> {
+    match repo::find_by_id(conn, actor).await {
+        Err(Error::NotFound { .. }) => Err(Error::Forbidden {
+            reason: "the acting user does not exist".into(),
+        }),
+        other => other,
+    }
+}
+
+async fn audit(
+    conn: &mut AsyncPgConnection,
+    action: AuditAction,
+    user: Option<UserId>,
+    actor: Option<UserId>,
+    details: serde_json::Value,
+    meta: &RequestMeta,
+) -> Result<()> {
+    let user_agent = meta.user_agent();
+    audit_repo::record(
+        conn,
+        &NewAuditEntry {
+            user_id: user,
+            actor_id: actor,
+            action: action.as_str(),
+            details,
+            ip_address: meta.ip.map(ipnet::IpNet::from),
+            user_agent: user_agent.as_deref(),
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+/// A validated local user, ready to insert once hashed.
+struct CheckedLocal {
+    email: String,
+    display_name: String,
+    language: String,
+    extra: Vec<String>,
+}
+
+fn check_local(new: &NewLocalUser) -> Result<CheckedLocal> {
+    let email = validate::email(&new.email)?;
+    let display_name = validate::display_name(&new.display_name)?.to_owned();
+    let language = check_language(new.language.as_deref().unwrap_or("en"))?.to_owned();
+    let extra = check_extra_roles(&new.additional_roles)?;
+    crate::password::validate_new(&new.password)?;
+    Ok(CheckedLocal {
+        email,
+        display_name,
+        language,
+        extra,
+    })
+}
+
+async fn insert_local(
+    conn: &mut AsyncPgConnection,
+    c: &CheckedLocal,
+    new: &NewLocalUser,
+    hash: &str,
+) -> Result<User> {
+    // Emails are unique ignoring case; the constraint itself only sees
+    // exact text, so a differently-cased twin from template days is caught here.
+    if repo::find_by_email(conn, &c.email).await?.is_some() {
+        return Err(Error::Conflict {
+            constraint: "users_email_key".into(),
+        });
+    }
+    repo::insert(
+        conn,
+        &NewUserRow {
+            email: &c.email,
+            password_hash: Some(hash),
+            display_name: &c.display_name,
+            language_preference: &c.language,
+            oauth_provider: "local",
+            oauth_id: None,
+            email_verified: new.email_verified,
+            role: new.role.as_str(),
+            avatar_url: None,
+            additional_roles: json!(c.extra),
+        },
+    )
+    .await
+}
+
+fn not_found_user(e: Error) -> Error {
+    match e {
+        Error::NotFound { .. } => Error::NotFound { entity: "user" },
+        other => other,
+    }
+}
+
+#[async_trait]
+impl UserStore for PgStore {
+    async fn create_user(&self, new: NewLocalUser) -> Result<User> {
+        observed!(self.slow(), "create_user", async {
+            let checked = check_local(&new)?;
+            let hash = self.passwords().hash(&new.password).await?;
+            self.transaction(move |conn| {
+                Box::pin(async move { insert_local(conn, &checked, &new, &hash).await })
+            })
+            .await
+        })
+    }
+
+    async fn create_user_by_admin(
+        &self,
+        actor: UserId,
+        new: NewLocalUser,
+        meta: &RequestMeta,
+    ) -> Result<User> {
+        observed!(self.slow(), "create_user_by_admin", async {
+            let checked = check_local(&new)?;
+            let hash = self.passwords().hash(&new.password).await?;
+            let meta = meta.clone();
+            self.transaction(move |conn| {
+                Box::pin(async move {
+                    let admin = load_actor(conn, actor).await?;
+                    authorize(&admin, Some(new.role.as_str()), Some(new.role))?;
+                    let user = insert_local(conn, &checked, &new, &hash).await?;
+                    let details =
+                        json!({ "role": new.role.as_str(), "email_verified": new.email_verified });
+                    audit(
+                        conn,
+                        AuditAction::UserCreatedByAdmin,
+                        Some(user.id),
+                        Some(actor),
+                        details,
+                        &meta,
+                    )
+                    .await?;
+                    Ok(user)
+                })
+            })
+            .await
+        })
+    }
+
+    async fn find_or_create_oauth_user(&self, new: NewOAuthUser) -> Result<(User, bool)> {
+        observed!(self.slow(), "find_or_create_oauth_user", async {
+            let provider =
+                validate::required("oauth_provider", &new.provider, PROVIDER_MAX)?.to_owned();
+            if provider == "local" {
+                return Err(Error::validation(
+                    "oauth_provider",
+                    "`local` is not an OAuth provider",
+                ));
+            }
+            let oauth_id = validate::required("oauth_id", &new.oauth_id, OAUTH_ID_MAX)?.to_owned();
+            let email = validate::email(&new.email)?;
+            let display_name = validate::display_name(&new.display_name)?.to_owned();
+            let avatar = new
+                .avatar_url
+                .as_deref()
+                .map(|a| validate::required("avatar_url", a, AVATAR_MAX))
+                .transpose()?
+                .map(str::to_owned);
+            let verified = new.email_verified;
+            self.transaction(move |conn| {
+                Box::pin(async move {
+                    if let Some(user) = repo::find_by_oauth(conn, &provider, &oauth_id).await? {
+                        return Ok((user, false));
+                    }
+                    if repo::find_by_email(conn, &email).await?.is_some() {
+                        return Err(Error::Conflict {
+                            constraint: "users_email_key".into(),
+                        });
+                    }
+                    let user = repo::insert(
+                        conn,
+                        &NewUserRow {
+                            email: &email,
+                            password_hash: None,
+                            display_name: &display_name,
+                            language_preference: "en",
+                            oauth_provider: &provider,
+                            oauth_id: Some(&oauth_id),
+                            email_verified: verified,
+                            role: Role::User.as_str(),
+                            avatar_url: avatar.as_deref(),
+                            additional_roles: json!([]),
+                        },
+                    )
+                    .await?;
+                    Ok((user, true))
+                })
+            })
+            .await
+        })
+    }
+
+    async fn user_by_id(&self, id: UserId) -> Result<User> {
+        observed!(self.slow(), "user_by_id", async {
+            self.with_conn(move |conn| Box::pin(repo::find_by_id(conn, id)))
+                .await
+        })
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<User> {
+        observed!(self.slow(), "user_by_email", async {
+            let email = validate::email(email)?;
+            self.with_conn(move |conn| {
+                Box::pin(async move {
+                    repo::find_by_email(conn, &email)
+                        .await?
+                        .ok_or(Error::NotFound { entity: "user" })
+                })
+            })
+            .await
+        })
+    }
+
+    async fn list_users(&self, filter: &UserFilter, page: &PageRequest) -> Result<Page<User>> {
+        observed!(self.slow(), "list_users", async {
+            let mut filter = filter.clone();
+            if let Some(term) = filter.search.take() {
+                let term = validate::text("search", term.trim(), validate::EMAIL_MAX)?;
+                filter.search = (!term.is_empty()).then(|| term.to_owned());
+            }
+            let scope = filter.scope();
+            let after = page
+                .cursor
+                .as_deref()
+                .map(|c| Cursor::decode(c, scope))
+                .transpose()?;
+            let size = page.size();
+            let rows = self
+                .with_conn(move |conn| {
+                    Box::pin(async move { repo::list(conn, &filter, after, size + 1).await })
+                })
+                .await?;
+            Ok(paginate(rows, size, scope, repo::cursor_of))
+        })
+    }
+
+    async fn update_profile(
+        &self,
+        id: UserId,
+        update: &ProfileUpdate,
+        meta: &RequestMeta,
+    ) -> Result<User> {
+        observed!(self.slow(), "update_profile", async {
+            let checked = CheckedProfile::new(update)?;
+            let meta = meta.clone();
+            self.transaction(move |conn| {
+                Box::pin(async move {
+                    let changes = checked.changes();
+                    let user = repo::update_profile(conn, id, &changes).await?;
+                    if !changes.is_empty() {
+                        let details = json!({ "fields": changes.fields() });
+                        audit(
+                            conn,
+                            AuditAction::ProfileUpdated,
+                            Some(id),
+                            Some(id),
+                            details,
+                            &meta,
+                        )
+                        .await?;
+                    }
+                    Ok(user)
+                })
+            })
+            .await
+        })
+    }
+
+    async fn update_user_by_admin(
+        &self,
+        actor: UserId,
+        id: UserId,
+        update: &ProfileUpdate,
+        meta: &RequestMeta,
+    ) -> Result<User> {
+        observed!(self.slow(), "update_user_by_admin", async {
+            let checked = CheckedProfile::new(update)?;
+            let meta = meta.clone();
+            self.transaction(move |conn| {
+                Box::pin(async move {
+                    let admin = load_actor(conn, actor).await?;
+                    let target = repo::lock_by_id(conn, id).await?;
+                    authorize(&admin, target.role.as_deref(), None)?;
+                    let changes = checked.changes();
+                    let user = repo::update_profile(conn, id, &changes).await?;
+                    if !changes.is_empty() {
+                        let details = json!({ "fields": changes.fields() });
+                        audit(
+                            conn,
+                            AuditAction::UserUpdatedByAdmin,
+                            Some(id),
+                            Some(actor),
+                            details,
+                            &meta,
+                        )
+                        .await?;
+                    }
+                    Ok(user)
+                })
+            })
+            .await
+        })
+    }
+
+    async fn change_password(
+        &self,
+        id: UserId,
+        current: &str,
+        new: &str,
+        meta: &RequestMeta,
+    ) -> Result<()> {
+        observed!(self.slow(), "change_password", async {
+            crate::password::validate_new(new)?;
+            let user = self.user_by_id(id).await?;
+            let Some(stored) = user.password_hash.clone() else {
+                self.passwords().verify_dummy(current).await?;
+                return Err(Error::InvalidCredentials);
+            };
+            if !self.passwords().verify(current, &stored).await?.matched() {
+                return Err(Error::InvalidCredentials);
+            }
+            let hash = self.passwords().hash(new).await?;
+            let meta = meta.clone();
+            self.transaction(move |conn| {
+                Box::pin(async move {
+                    // Only if nobody changed the password in between.
+                    if !repo::upgrade_password_hash(conn, id, &stored, &hash).await? {
+                        return Err(Error::Conflict {
+                            constraint: "users.password_hash (changed concurrently)".into(),
+                        });
+                    }
+                    audit(
+                        conn,
+                        AuditAction::PasswordChanged,
+                        Some(id),
+                        Some(id),
+                        json!({}),
+                        &meta,
+                    )
+                    .await
+                })
+            })
+            .await
+        })
+    }
+
+    async fn authenticate(&self, email: &str, password: &str) -> Result<User> {
+        observed!(self.slow(), "authenticate", async {
+            let email = validate::email(email)?;
+            let found = self
+                .with_conn(move |conn| {
+                    Box::pin(async move { repo::find_by_email(conn, &email).await })
+                })
+                .await?;
+            let Some((user, stored)) = found.and_then(|u| u.password_hash.clone().map(|h| (u, h)))
+            else {
+                // No such user, or an OAuth account without a password:
+                // spend what a real check costs, so that timing does not
+                // reveal whether the email exists.
+                self.passwords().verify_dummy(password).await?;
+                return Err(Error::InvalidCredentials);
+            };
+            let verified = self.passwords().verify(password, &stored).await?;
+            if !verified.matched() {
+                return Err(Error::InvalidCredentials);
+            }
+            if user.blocked() {
+                return Err(Error::AccountBlocked);
+            }
+            let upgrade = if verified == Verified::YesNeedsRehash {
+                Some(self.passwords().rehash(password).await?)
+            } else {
+                None
+            };
+            let id = user.id;
+            self.transaction(move |conn| {
+                Box::pin(async move {
+                    if let Some(new) = upgrade {
+                        repo::upgrade_password_hash(conn, id, &stored, &new).await?;
+                    }
+                    repo::record_login(conn, id).await
+                })
+            })
+            .await
+        })
+    }
+
+    async fn record_login(&self, id: UserId) -> Result<User> {
+        observed!(self.slow(), "record_login", async {
+            self.with_conn(move |conn| Box::pin(repo::record_login(conn, id)))
+                .await
+        })
+    }
+
+    async fn verify_email(&self, id: UserId) -> Result<User> {
+        observed!(self.slow(), "verify_email", async {
+            self.with_conn(move |conn| Box::pin(repo::set_email_verified(conn, id)))
+                .await
+        })
+    }
+
+    async fn add_additional_role(&self, id: UserId, role: &str) -> Result<User> {
+        observed!(self.slow(), "add_additional_role", async {
+            let role = validate::required("additional_roles", role, EXTRA_ROLE_MAX)?.to_owned();
+            self.transaction(move |conn| {
+                Box::pin(async move {
+                    let user = repo::lock_by_id(conn, id).await?;
+                    let mut roles = extra_roles(&user);
+                    if roles.contains(&role) {
+                        return Ok(user);
+                    }
+                    roles.push(role);
+                    repo::set_additional_roles(conn, id, &roles).await
+                })
+            })
+            .await
+        })
+    }
+
+    async fn remove_additional_role(&self, id: UserId, role: &str) -> Result<User> {
+        observed!(self.slow(), "remove_additional_role", async {
+            let role = validate::required("additional_roles", role, EXTRA_ROLE_MAX)?.to_owned();
+            self.transaction(move |conn| {
+                Box::pin(async move {
+                    let user = repo::lock_by_id(conn, id).await?;
+                    let roles = extra_roles(&user);
+                    if !roles.contains(&role) {
+                        return Ok(user);
+                    }
+                    let kept: Vec<String> = roles.into_iter().filter(|r| *r != role).collect();
+                    repo::set_additional_roles(conn, id, &kept).await
+                })
+            })
+            .await
+        })
+    }
+
+    async fn change_role(
+        &self,
+        actor: UserId,
+        target: UserId,
+        role: Role,
+        meta: &RequestMeta,
+    ) -> Result<User> {
+        observed!(self.slow(), "change_role", async {
+            let meta = meta.clone();
+            self.transaction(move |conn| {
+                Box::pin(async move {
+                    let admin = load_actor(conn, actor).await?;
+                    let user = repo::lock_by_id(conn, target)
+                        .await
+                        .map_err(not_found_user)?;
+                    authorize(&admin, user.role.as_deref(), Some(role))?;
+                    let updated = repo::set_role(conn, target, role.as_str()).await?;
+                    let details = json!({ "previousRole": user.role, "newRole": role.as_str() });
+                    audit(
+                        conn,
+                        AuditAction::RoleChanged,
+                        Some(target),
+                        Some(actor),
+                        details,
+                        &meta,
+                    )
+                    .await?;
+                    Ok(updated)
+                })
+            })
+            .await
+        })
+    }
+
+    async fn block_user(
+        &self,
+        actor: UserId,
+        target: UserId,
+        reason: &str,
+        meta: &RequestMeta,
+    ) -> Result<User> {
+        observed!(self.slow(), "block_user", async {
+            let reason = validate::required("reason", reason, REASON_MAX)?.to_owned();
+            let meta = meta.clone();
+            self.transaction(move |conn| {
+                Box::pin(async move {
+                    let admin = load_actor(conn, actor).await?;
+                    let user = repo::lock_by_id(conn, target).await?;
+                    authorize(&admin, user.role.as_deref(), None)?;
+                    let updated = repo::set_blocked(conn, target, Some((&reason, actor))).await?;
+                    audit(
+                        conn,
+                        AuditAction::UserBlocked,
+                        Some(target),
+                        Some(actor),
+                        json!({ "reason": reason }),
+                        &meta,
+                    )
+                    .await?;
+                    Ok(updated)
+                })
+            })
+            .await
+        })
+    }
+
+    async fn unblock_user(
+        &self,
+        actor: UserId,
+        target: UserId,
+        meta: &RequestMeta,
+    ) -> Result<User> {
+        observed!(self.slow(), "unblock_user", async {
+            let meta = meta.clone();
+            self.transaction(move |conn| {
+                Box::pin(async move {
+                    let admin = load_actor(conn, actor).await?;
+                    let user = repo::lock_by_id(conn, target).await?;
+                    authorize(&admin, user.role.as_deref(), None)?;
+                    let updated = repo::set_blocked(conn, target, None).await?;
+                    audit(
+                        conn,
+                        AuditAction::UserUnblocked,
+                        Some(target),
+                        Some(actor),
+                        json!({}),
+                        &meta,
+                    )
+                    .await?;
+                    Ok(updated)
+                })
+            })
+            .await
+        })
+    }
+
+    async fn delete_user(&self, actor: UserId, target: UserId, meta: &RequestMeta) -> Result<()> {
+        observed!(self.slow(), "delete_user", async {
+            let meta = meta.clone();
+            self.transaction(move |conn| {
+                Box::pin(async move {
+                    let admin = load_actor(conn, actor).await?;
+                    let user = repo::lock_by_id(conn, target).await?;
+                    authorize(&admin, user.role.as_deref(), None)?;
+                    // Written before the delete; the row's user_id then
+                    // becomes NULL (ON DELETE SET NULL) and the email stays.
+                    audit(
+                        conn,
+                        AuditAction::UserDeleted,
+                        Some(target),
+                        Some(actor),
+                        json!({ "email": user.email }),
+                        &meta,
+                    )
+                    .await?;
+                    repo::delete(conn, target).await
+                })
+            })
+            .await
+        })
+    }
+
+    async fn delete_own_account(&self, id: UserId, meta: &RequestMeta) -> Result<()> {
+        observed!(self.slow(), "delete_own_account", async {
+            let meta = meta.clone();
+            self.transaction(move |conn| {
+                Box::pin(async move {
+                    let user = repo::lock_by_id(conn, id).await?;
+                    audit(
+                        conn,
+                        AuditAction::AccountSelfDeleted,
+                        Some(id),
+                        Some(id),
+                        json!({ "email": user.email }),
+                        &meta,
+                    )
+                    .await?;
+                    repo::delete(conn, id).await
+                })
+            })
+            .await
+        })
+    }
+
+    async fn count_users_by_role(&self) -> Result<Vec<RoleCount>> {
+        observed!(self.slow(), "count_users_by_role", async {
+            let rows = self
+                .with_conn(|conn| Box::pin(repo::count_by_role(conn)))
+                .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(role, count)| RoleCount { role, count })
+                .collect())
+        })
+    }
+}
+
+fn extra_roles(user: &User) -> Vec<String> {
+    user.additional_roles
+        .as_ref()
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl AuditStore for PgStore {
+    async fn audit_log(
+        &self,
+        query: &AuditQuery,
+        page: &PageRequest,
+    ) -> Result<Page<AuditLogEntry>> {
+        observed!(self.slow(), "audit_log", async {
+            if let AuditQuery::Action(a) = query {
+                validate::required("action", a, 100)?;
+            }
+            let scope = query.scope();
+            let after = page
+                .cursor
+                .as_deref()
+                .map(|c| Cursor::decode(c, scope))
+                .transpose()?;
+            let size = page.size();
+            let query = query.clone();
+            let rows = self
+                .with_conn(move |conn| {
+                    Box::pin(async move { audit_repo::list(conn, &query, after, size + 1).await })
+                })
+                .await?;
+            Ok(paginate(rows, size, scope, audit_repo::cursor_of))
+        })
+    }
+}
+
+#[async_trait]
+impl UserStore for DisabledStore {
+    async fn create_user(&self, _: NewLocalUser) -> Result<User> {
+        Err(Error::Disabled)
+    }
+    async fn create_user_by_admin(
+        &self,
+        _: UserId,
+        _: NewLocalUser,
+        _: &RequestMeta,
+    ) -> Result<User> {
+        Err(Error::Disabled)
+    }
+    async fn find_or_create_oauth_user(&self, _: NewOAuthUser) -> Result<(User, bool)> {
+        Err(Error::Disabled)
+    }
+    async fn user_by_id(&self, _: UserId) -> Result<User> {
+        Err(Error::Disabled)
+    }
+    async fn user_by_email(&self, _: &str) -> Result<User> {
+        Err(Error::Disabled)
+    }
+    async fn list_users(&self, _: &UserFilter, _: &PageRequest) -> Result<Page<User>> {
+        Err(Error::Disabled)
+    }
+    async fn update_profile(&self, _: UserId, _: &ProfileUpdate, _: &RequestMeta) -> Result<User> {
+        Err(Error::Disabled)
+    }
+    async fn update_user_by_admin(
+        &self,
+        _: UserId,
+        _: UserId,
+        _: &ProfileUpdate,
+        _: &RequestMeta,
+    ) -> Result<User> {
+        Err(Error::Disabled)
+    }
+    async fn change_password(&self, _: UserId, _: &str, _: &str, _: &RequestMeta) -> Result<()> {
+        Err(Error::Disabled)
+    }
+    async fn authenticate(&self, _: &str, _: &str) -> Result<User> {
+        Err(Error::Disabled)
+    }
+    async fn record_login(&self, _: UserId) -> Result<User> {
+        Err(Error::Disabled)
+    }
+    async fn verify_email(&self, _: UserId) -> Result<User> {
+        Err(Error::Disabled)
+    }
+    async fn add_additional_role(&self, _: UserId, _: &str) -> Result<User> {
+        Err(Error::Disabled)
+    }
+    async fn remove_additional_role(&self, _: UserId, _: &str) -> Result<User> {
+        Err(Error::Disabled)
+    }
+    async fn change_role(&self, _: UserId, _: UserId, _: Role, _: &RequestMeta) -> Result<User> {
+        Err(Error::Disabled)
+    }
+    async fn block_user(&self, _: UserId, _: UserId, _: &str, _: &RequestMeta) -> Result<User> {
+        Err(Error::Disabled)
+    }
+    async fn unblock_user(&self, _: UserId, _: UserId, _: &RequestMeta) -> Result<User> {
+        Err(Error::Disabled)
+    }
+    async fn delete_user(&self, _: UserId, _: UserId, _: &RequestMeta) -> Result<()> {
+        Err(Error::Disabled)
+    }
+    async fn delete_own_account(&self, _: UserId, _: &RequestMeta) -> Result<()> {
+        Err(Error::Disabled)
+    }
+    async fn count_users_by_role(&self) -> Result<Vec<RoleCount>> {
+        Err(Error::Disabled)
+    }
+}
+
+#[async_trait]
+impl AuditStore for DisabledStore {
+    async fn audit_log(&self, _: &AuditQuery, _: &PageRequest) -> Result<Page<AuditLogEntry>> {
+        Err(Error::Disabled)
+    }
+}
