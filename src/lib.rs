@@ -42,6 +42,7 @@ pub mod password;
 pub mod pool;
 pub mod repo;
 pub mod schema;
+pub mod seed;
 pub mod store;
 mod tls;
 pub mod validate;

@@ -5,6 +5,7 @@
 
 use clap::{Args, Parser, Subcommand};
 use pronghorn_db::migrate::{self, MigrationEvent, RevertSteps};
+use pronghorn_db::seed;
 use pronghorn_db::{Configuration, DbConfig, HealthStore, PgStore};
 use std::process::ExitCode;
 
@@ -34,6 +35,22 @@ enum Command {
         #[command(subcommand)]
         action: Option<MigrateAction>,
     },
+    /// Create the template's four development users (missing ones only;
+    /// existing ones get their role, additional roles and language), then
+    /// print the users per role. The password is SEED_PASSWORD, or the
+    /// development default (refused in production).
+    Seed(SeedArgs),
+}
+
+#[derive(Args)]
+#[group(multiple = false)]
+struct SeedArgs {
+    /// Set the four seed users' passwords again (refused in production).
+    #[arg(long)]
+    reset_passwords: bool,
+    /// Delete every user that is not a superadmin (refused in production).
+    #[arg(long)]
+    clear_users: bool,
 }
 
 #[derive(Subcommand)]
@@ -70,6 +87,9 @@ impl<E: std::fmt::Display> From<E> for Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // .env fills in what the process environment lacks (SEED_PASSWORD,
+    // APP_ENV, ...); the environment wins.
+    let _ = dotenvy::dotenv();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
     tracing_subscriber::fmt()
@@ -99,6 +119,12 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> Result<(), Failure> {
     let configuration = DbConfig::from_env()?;
     match command {
+        Command::Seed(args) => {
+            let store = configured_store(configuration).await?;
+            let result = seed_cmd(&store, args).await;
+            store.close().await;
+            result
+        }
         Command::Status { json } => status(configuration, json).await,
         Command::Migrate { action } => {
             let store = configured_store(configuration).await?;
@@ -116,6 +142,41 @@ async fn configured_store(configuration: Configuration) -> Result<PgStore, Failu
             "no database is configured ({reason}); set DB_CONNECTION_STRING, or DB_HOST and DB_PASSWORD"
         ))),
     }
+}
+
+async fn seed_cmd(store: &PgStore, args: SeedArgs) -> Result<(), Failure> {
+    let env = |k: &str| std::env::var(k).ok();
+    let production = seed::is_production(env);
+    let password = env("SEED_PASSWORD")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| seed::DEFAULT_SEED_PASSWORD.to_owned());
+    if args.clear_users {
+        let deleted = seed::clear_users(store, production).await?;
+        println!("Deleted {deleted} user(s) that were not superadmins.");
+    } else if args.reset_passwords {
+        let reset = seed::reset_passwords(store, &password, production).await?;
+        for email in &reset {
+            println!("Reset password  {email}");
+        }
+        println!("{} password(s) reset.", reset.len());
+    } else {
+        let report = seed::seed(store, &password, production).await?;
+        for email in &report.created {
+            println!("Created  {email}");
+        }
+        for email in &report.updated {
+            println!("Updated  {email}");
+        }
+        println!("Users by role:");
+        for c in &report.counts {
+            println!(
+                "  {:<12} {}",
+                c.role.as_deref().unwrap_or("(none)"),
+                c.count
+            );
+        }
+    }
+    Ok(())
 }
 
 fn print_event(event: &MigrationEvent) {
