@@ -176,6 +176,7 @@ pub struct DbConfig {
     pub(crate) slow_call: Duration,
     pub(crate) auto_migrate: bool,
     pub(crate) hash_concurrency: usize,
+    pub(crate) transaction_retries: u32,
     pub(crate) source: ConfigSource,
 }
 
@@ -208,6 +209,7 @@ pub const VARIABLES: &[&str] = &[
     "DB_SLOW_QUERY_MS",
     "DB_AUTO_MIGRATE",
     "PASSWORD_HASH_CONCURRENCY",
+    "DB_TRANSACTION_RETRIES",
     "APP_NAME",
 ];
 
@@ -294,6 +296,15 @@ impl DbConfig {
                 })?,
             },
         };
+        let transaction_retries = match get("DB_TRANSACTION_RETRIES") {
+            None => 3,
+            Some(v) => {
+                let n = parse_u64("DB_TRANSACTION_RETRIES", &v)?;
+                u32::try_from(n).ok().filter(|n| *n <= 100).ok_or_else(|| {
+                    ConfigError::new("DB_TRANSACTION_RETRIES", format!("{n} is above 100"))
+                })?
+            }
+        };
         let port = get("DB_PORT")
             .map(|v| conninfo::parse_port(&v))
             .transpose()
@@ -308,6 +319,7 @@ impl DbConfig {
             auto_migrate,
             app_name,
             hash_concurrency,
+            transaction_retries,
         };
 
         match get("DB_CONNECTION_STRING") {
@@ -357,6 +369,7 @@ impl DbConfig {
                     slow_call: base.slow_call,
                     auto_migrate: base.auto_migrate,
                     hash_concurrency: base.hash_concurrency,
+                    transaction_retries: base.transaction_retries,
                     source: ConfigSource::Parts,
                 })));
             }
@@ -430,6 +443,18 @@ impl DbConfig {
     /// default: the number of cores).
     pub fn hash_concurrency(&self) -> usize {
         self.hash_concurrency
+    }
+
+    /// How many times a conflicting transaction is retried
+    /// (`DB_TRANSACTION_RETRIES`, default 3).
+    pub fn transaction_retries(&self) -> u32 {
+        self.transaction_retries
+    }
+
+    /// The same configuration with another retry budget.
+    pub fn with_transaction_retries(mut self, retries: u32) -> Self {
+        self.transaction_retries = retries;
+        self
     }
 
     /// Which variables the connection settings came from.
@@ -530,6 +555,7 @@ struct Base {
     auto_migrate: bool,
     app_name: Option<String>,
     hash_concurrency: usize,
+    transaction_retries: u32,
 }
 
 fn default_app_name() -> String {
@@ -610,6 +636,7 @@ fn from_string(s: &str, base: Base) -> Result<DbConfig, ConfigError> {
         slow_call: base.slow_call,
         auto_migrate: base.auto_migrate,
         hash_concurrency: base.hash_concurrency,
+        transaction_retries: base.transaction_retries,
         source: ConfigSource::ConnectionString,
     })
 }
@@ -1046,6 +1073,19 @@ mod tests {
         assert!(!all.contains("p4rtsecret"), "{all}");
         let e = error(&[("DB_CONNECTION_STRING", "postgres://u:s3cretpw@h:bad/x")]);
         assert!(!format!("{e} {e:?}").contains("s3cretpw"));
+    }
+
+    #[test]
+    fn keepalives_and_tcp_user_timeout_are_set() {
+        // A server that vanishes without closing the socket must surface as
+        // an error, not as a connection that waits forever.
+        let pg = configured(PARTS).to_pg_config();
+        assert!(pg.get_keepalives());
+        assert_eq!(pg.get_keepalives_idle(), Duration::from_secs(10));
+        assert_eq!(pg.get_keepalives_interval(), Some(Duration::from_secs(5)));
+        assert_eq!(pg.get_keepalives_retries(), Some(3));
+        assert_eq!(pg.get_tcp_user_timeout(), Some(&Duration::from_secs(30)));
+        assert_eq!(pg.get_connect_timeout(), Some(&Duration::from_millis(5000)));
     }
 
     #[test]

@@ -66,6 +66,14 @@ pub enum Error {
     #[error("migration failed: {0}")]
     Migration(String),
 
+    /// A transaction kept failing with serialization failures or deadlocks
+    /// and was given up after this many attempts.
+    #[error("the transaction conflicted with concurrent transactions {attempts} times; giving up")]
+    TransactionConflict {
+        /// How many times it ran.
+        attempts: u32,
+    },
+
     /// Email and password do not match a user that may log in. Deliberately
     /// does not say whether the email exists or the password was wrong.
     #[error("invalid credentials")]
@@ -74,6 +82,20 @@ pub enum Error {
     /// The password was right, but the account is blocked.
     #[error("the account is blocked")]
     AccountBlocked,
+
+    /// A presented token (a refresh token or a password reset token) was
+    /// not accepted; `problem` says why. Never holds the token or its digest.
+    #[error("token rejected: {problem}")]
+    TokenRejected {
+        /// Why the token was not accepted.
+        problem: TokenProblem,
+    },
+
+    /// A refresh token that had already been revoked was presented again,
+    /// which means a copy of it is in someone else's hands: every refresh
+    /// token of its user has been revoked, so the user must log in again.
+    #[error("refresh token reuse detected: every refresh token of the user was revoked")]
+    TokenReused,
 
     /// A background task of the data layer failed (a bug, not bad input).
     #[error("internal error: {0}")]
@@ -162,11 +184,39 @@ impl Error {
             Error::Forbidden { .. } => "forbidden",
             Error::Database(_) => "database",
             Error::Migration(_) => "migration",
+            Error::TransactionConflict { .. } => "transaction_conflict",
             Error::InvalidCredentials => "invalid_credentials",
             Error::AccountBlocked => "account_blocked",
+            Error::TokenRejected { .. } => "token_rejected",
+            Error::TokenReused => "token_reused",
             Error::Internal(_) => "internal",
             Error::Config(_) => "config",
         }
+    }
+}
+
+/// Why a presented token was not accepted ([`Error::TokenRejected`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TokenProblem {
+    /// No token has this value (or the text is not a token at all).
+    Unknown,
+    /// The token's expiry has passed.
+    Expired,
+    /// The token was revoked (logout, rotation, or a password reset).
+    Revoked,
+    /// The token was single-use and has been used.
+    Used,
+}
+
+impl std::fmt::Display for TokenProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TokenProblem::Unknown => "unknown token",
+            TokenProblem::Expired => "expired",
+            TokenProblem::Revoked => "revoked",
+            TokenProblem::Used => "already used",
+        })
     }
 }
 

@@ -57,7 +57,9 @@ pub use page::{Page, PageRequest};
 pub use repo::audit::AuditQuery;
 pub use repo::users::UserFilter;
 pub use store::users::{NewLocalUser, NewOAuthUser, ProfileUpdate, RequestMeta, RoleCount};
-pub use store::{AuditStore, DisabledStore, HealthStore, PgStore, ServerInfo, Store, UserStore};
+pub use store::{
+    AuditStore, DisabledStore, HealthStore, Isolation, PgStore, ServerInfo, Store, UserStore,
+};
 
 use std::sync::Arc;
 

@@ -9,7 +9,7 @@ mod pg;
 pub mod users;
 
 pub use disabled::DisabledStore;
-pub use pg::PgStore;
+pub use pg::{Isolation, PgStore};
 pub use users::{AuditStore, UserStore};
 
 use crate::error::Result;

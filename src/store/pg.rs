@@ -13,6 +13,17 @@ use futures_util::future::BoxFuture;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+/// A transaction isolation level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// PostgreSQL's default.
+    ReadCommitted,
+    /// Snapshot isolation.
+    RepeatableRead,
+    /// Full serializability; conflicting transactions fail and are retried.
+    Serializable,
+}
+
 /// The store backed by PostgreSQL.
 ///
 /// Cheap to share: hold it in an `Arc` (or as `Arc<dyn Store>`).
@@ -115,6 +126,56 @@ impl PgStore {
         let mut conn = self.conn().await?;
         let result = conn.transaction(async move |c| f(c).await).await;
         self.settle(result)
+    }
+
+    /// Runs `f` in a transaction at the given isolation level, and runs it
+    /// again (on a fresh transaction, after a short back-off) when it fails
+    /// with a serialization failure or a deadlock, up to
+    /// `DB_TRANSACTION_RETRIES` more times. `f` must therefore be safe to
+    /// run more than once.
+    ///
+    /// Fails with [`Error::TransactionConflict`] when every attempt
+    /// conflicted, and otherwise as [`PgStore::transaction`] does.
+    pub async fn transaction_with_retry<R, F>(&self, isolation: Isolation, f: F) -> Result<R>
+    where
+        R: Send,
+        F: for<'c> Fn(&'c mut AsyncPgConnection) -> BoxFuture<'c, Result<R>> + Send + Sync,
+    {
+        let retries = self.config.transaction_retries();
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let mut conn = self.conn().await?;
+            let result = match isolation {
+                Isolation::ReadCommitted => conn.transaction(async |c| f(c).await).await,
+                Isolation::RepeatableRead => {
+                    conn.build_transaction()
+                        .repeatable_read()
+                        .run(async |c| f(c).await)
+                        .await
+                }
+                Isolation::Serializable => {
+                    conn.build_transaction()
+                        .serializable()
+                        .run(async |c| f(c).await)
+                        .await
+                }
+            };
+            drop(conn);
+            match result {
+                Err(e) if e.is_retryable_conflict() => {
+                    if attempt > retries {
+                        return Err(Error::TransactionConflict { attempts: attempt });
+                    }
+                    tracing::debug!(attempt, "transaction conflicted; retrying");
+                    // Spread the retries of conflicting callers apart.
+                    let jitter = u64::from(getrandom::u32().unwrap_or(0) % 10);
+                    tokio::time::sleep(Duration::from_millis(u64::from(attempt) * 5 + jitter))
+                        .await;
+                }
+                other => return self.settle(other),
+            }
+        }
     }
 
     /// Maps connection-level failures to the redacted target and records
