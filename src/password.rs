@@ -100,15 +100,7 @@ impl Passwords {
     /// [`MAX_PASSWORD_BYTES`] or holds a NUL byte.
     pub async fn hash(&self, password: &str) -> Result<String> {
         validate_new(password)?;
-        let password = password.to_owned();
-        let params = self.params.clone();
-        self.off_runtime(move || {
-            Self::hasher(&params)
-                .hash_password(password.as_bytes())
-                .map(|h| h.to_string())
-                .map_err(|e| Error::validation("password", format!("cannot be hashed: {e}")))
-        })
-        .await
+        self.rehash(password).await
     }
 
     /// Hashes a password that already verified against an older hash, to

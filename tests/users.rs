@@ -808,6 +808,15 @@ async fn admin_created_and_updated_users_are_audited() {
     ));
 }
 
+async fn listed(store: &PgStore, filter: &UserFilter, page: PageRequest) -> usize {
+    store
+        .list_users(filter, &page)
+        .await
+        .expect("list")
+        .items
+        .len()
+}
+
 #[tokio::test]
 async fn listing_pages_through_every_user_once_with_filters() {
     let db = TestDb::migrated().await;
@@ -867,82 +876,35 @@ async fn listing_pages_through_every_user_once_with_filters() {
         blocked: Some(true),
         ..Default::default()
     };
-    assert_eq!(
-        store
-            .list_users(&blocked, &PageRequest::first(100))
-            .await
-            .expect("blocked")
-            .items
-            .len(),
-        5
-    );
+    assert_eq!(listed(&store, &blocked, PageRequest::first(100)).await, 5);
     let active = UserFilter {
         blocked: Some(false),
         ..Default::default()
     };
-    assert_eq!(
-        store
-            .list_users(&active, &PageRequest::first(100))
-            .await
-            .expect("active")
-            .items
-            .len(),
-        20
-    );
+    assert_eq!(listed(&store, &active, PageRequest::first(100)).await, 20);
     // `%` and `_` in a search match themselves.
     let search = UserFilter {
         search: Some("0%_O".into()),
         ..Default::default()
     };
-    assert_eq!(
-        store
-            .list_users(&search, &PageRequest::first(100))
-            .await
-            .expect("search")
-            .items
-            .len(),
-        4
-    );
+    assert_eq!(listed(&store, &search, PageRequest::first(100)).await, 4);
     let by_email = UserFilter {
         search: Some("U1".into()),
         ..Default::default()
     };
-    assert_eq!(
-        store
-            .list_users(&by_email, &PageRequest::first(100))
-            .await
-            .expect("search")
-            .items
-            .len(),
-        11
-    );
+    assert_eq!(listed(&store, &by_email, PageRequest::first(100)).await, 11);
 
     // Page sizes are clamped, not refused.
     assert_eq!(
-        store
-            .list_users(&UserFilter::default(), &PageRequest::first(0))
-            .await
-            .expect("0")
-            .items
-            .len(),
+        listed(&store, &UserFilter::default(), PageRequest::first(0)).await,
         1
     );
     assert_eq!(
-        store
-            .list_users(&UserFilter::default(), &PageRequest::first(-3))
-            .await
-            .expect("-3")
-            .items
-            .len(),
+        listed(&store, &UserFilter::default(), PageRequest::first(-3)).await,
         1
     );
     assert_eq!(
-        store
-            .list_users(&UserFilter::default(), &PageRequest::first(i64::MAX))
-            .await
-            .expect("max")
-            .items
-            .len(),
+        listed(&store, &UserFilter::default(), PageRequest::first(i64::MAX)).await,
         25
     );
 
