@@ -365,3 +365,51 @@ mod spans {
         );
     }
 }
+
+#[tokio::test]
+async fn verify_ca_with_a_ca_that_did_not_sign_the_server_fails_clearly() {
+    // The public roots did not sign Debian's self-signed certificate.
+    let store = PgStore::new(local(
+        "verify-ca",
+        &[("DB_SSL_ROOT_CERT", "/etc/ssl/certs/ca-certificates.crt")],
+    ))
+    .await
+    .expect("store");
+    let err = store.server_info().await.expect_err("unknown issuer");
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(
+        err.to_string()
+            .contains("invalid peer certificate: UnknownIssuer"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn require_against_a_server_without_ssl_fails_clearly() {
+    let cluster = Cluster::start(); // initdb leaves ssl off
+    let config = configured(&[
+        (
+            "DB_CONNECTION_STRING",
+            &format!("{}?sslmode=require", cluster.url()),
+        ),
+        ("DB_POOL_CONNECTION_TIMEOUT", "1500"),
+    ]);
+    let store = PgStore::new(config).await.expect("store");
+    let err = store
+        .server_info()
+        .await
+        .expect_err("no TLS on that server");
+    assert!(err.is_unavailable(), "{err:?}");
+    assert!(
+        err.to_string().contains("server does not support TLS"),
+        "{err}"
+    );
+
+    // prefer falls back to plain text there.
+    let config = configured(&[(
+        "DB_CONNECTION_STRING",
+        &format!("{}?sslmode=prefer", cluster.url()),
+    )]);
+    let store = PgStore::new(config).await.expect("store");
+    assert!(!ssl_in_use(&store).await);
+}
