@@ -26,3 +26,22 @@ pub struct Conversation {
     /// When it last changed.
     pub updated_at: Option<DateTime<Utc>>,
 }
+
+/// A new row of `conversations`, as the repository inserts it.
+///
+/// Every column the caller decides is given explicitly (a `None` is stored
+/// as NULL, never replaced by a column default), so every insert has the
+/// same SQL text and reuses one prepared statement. `id`, `created_at` and
+/// `updated_at` take their column defaults.
+#[derive(Debug, Clone, diesel::Insertable)]
+#[diesel(table_name = conversations, treat_none_as_default_value = false)]
+pub struct NewConversationRow<'a> {
+    /// The owner.
+    pub user_id: UserId,
+    /// The title, if any.
+    pub title: Option<&'a str>,
+    /// The AI provider.
+    pub provider: &'a str,
+    /// The provider's model name, if any.
+    pub model: Option<&'a str>,
+}

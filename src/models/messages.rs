@@ -22,3 +22,27 @@ pub struct Message {
     /// When it was written.
     pub created_at: Option<DateTime<Utc>>,
 }
+
+/// A new row of `messages`, as the repository inserts it.
+///
+/// Every column is given explicitly, so the SQL text depends only on the
+/// number of rows. The id is chosen by the caller and `created_at` is the
+/// time the conversation was locked for the append: the rows of one append
+/// share that time, and their ids ascend in append order, so that sorting
+/// by `(created_at, id)` gives the order in which they were appended.
+#[derive(Debug, Clone, diesel::Insertable)]
+#[diesel(table_name = messages, treat_none_as_default_value = false)]
+pub struct NewMessageRow<'a> {
+    /// Primary key.
+    pub id: Uuid,
+    /// The conversation.
+    pub conversation_id: Uuid,
+    /// Who wrote it.
+    pub role: &'a str,
+    /// The message text.
+    pub content: &'a str,
+    /// Tokens the provider charged for it, when known.
+    pub tokens_used: Option<i32>,
+    /// When it was appended.
+    pub created_at: DateTime<Utc>,
+}

@@ -47,3 +47,26 @@ pub struct WebsocketConnection {
     /// When it last changed (kept by the `ws_connection_updated_at` trigger).
     pub updated_at: DateTime<Utc>,
 }
+
+/// A new row of `websocket_connections`, as the repository inserts it (or,
+/// when the `connection_id` exists, uses to refresh that row).
+///
+/// Every column the caller decides is given explicitly (a `None` is stored
+/// as NULL), so every insert has the same SQL text. The times, counters and
+/// block columns take their column defaults.
+#[derive(Debug, Clone, diesel::Insertable)]
+#[diesel(table_name = websocket_connections, treat_none_as_default_value = false)]
+pub struct NewWebsocketConnectionRow<'a> {
+    /// The server's id for the connection.
+    pub connection_id: &'a str,
+    /// The authenticated user, if any.
+    pub user_id: Option<UserId>,
+    /// The client's address.
+    pub ip_address: Option<IpNet>,
+    /// The client's `User-Agent`.
+    pub user_agent: Option<&'a str>,
+    /// Whether the client authenticated.
+    pub is_authenticated: bool,
+    /// Free-form JSON object.
+    pub metadata: serde_json::Value,
+}

@@ -3,4 +3,11 @@
 //! transaction; the store checks connections out and calls them.
 
 pub mod audit;
+mod clock;
+pub mod conversations;
+pub mod messages;
+pub mod password_resets;
+pub mod refresh_tokens;
+pub mod sessions;
 pub mod users;
+pub mod websocket;

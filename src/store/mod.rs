@@ -4,13 +4,23 @@
 //! The trait is split by aggregate; each part is a supertrait of [`Store`],
 //! so an `Arc<dyn Store>` reaches every method.
 
+pub mod conversations;
 mod disabled;
+pub mod password_resets;
 mod pg;
+pub mod sessions;
+pub mod tokens;
 pub mod users;
+pub mod websocket;
 
+pub use conversations::ConversationStore;
 pub use disabled::DisabledStore;
+pub use password_resets::PasswordResetStore;
 pub use pg::{Isolation, PgStore};
+pub use sessions::SessionStore;
+pub use tokens::RefreshTokenStore;
 pub use users::{AuditStore, UserStore};
+pub use websocket::WebsocketStore;
 
 use crate::error::Result;
 use crate::pool::PoolStats;
@@ -64,6 +74,26 @@ pub trait HealthStore: Send + Sync {
 ///
 /// [`PgStore`] does the work on PostgreSQL; [`DisabledStore`] answers every
 /// data method with [`crate::Error::Disabled`].
-pub trait Store: HealthStore + UserStore + AuditStore {}
+pub trait Store:
+    HealthStore
+    + UserStore
+    + AuditStore
+    + ConversationStore
+    + WebsocketStore
+    + SessionStore
+    + RefreshTokenStore
+    + PasswordResetStore
+{
+}
 
-impl<T: HealthStore + UserStore + AuditStore> Store for T {}
+impl<T> Store for T where
+    T: HealthStore
+        + UserStore
+        + AuditStore
+        + ConversationStore
+        + WebsocketStore
+        + SessionStore
+        + RefreshTokenStore
+        + PasswordResetStore
+{
+}

@@ -46,7 +46,7 @@ pub struct RequestMeta {
 }
 
 impl RequestMeta {
-    fn user_agent(&self) -> Option<String> {
+    pub(crate) fn user_agent(&self) -> Option<String> {
         self.user_agent.as_deref().map(|ua| {
             ua.chars()
                 .filter(|c| *c != '\0')
@@ -167,6 +167,11 @@ pub enum AuditAction {
     UserUnblocked,
     /// An admin deleted a user; details `{email}`.
     UserDeleted,
+    /// An admin generated a password reset token for a user.
+    AdminGeneratedResetToken,
+    /// A user set a new password with a password reset token; details
+    /// `{requestId}`.
+    PasswordReset,
 }
 
 impl AuditAction {
@@ -182,6 +187,8 @@ impl AuditAction {
             AuditAction::UserBlocked => "user_blocked",
             AuditAction::UserUnblocked => "user_unblocked",
             AuditAction::UserDeleted => "user_deleted",
+            AuditAction::AdminGeneratedResetToken => "admin_generated_reset_token",
+            AuditAction::PasswordReset => "password_reset",
         }
     }
 }
@@ -407,7 +414,11 @@ fn role_level(role: Option<&str>) -> i32 {
 
 /// The template's hierarchy: the actor's level must be strictly above the
 /// target's current level and, when a new role is given, above it too.
-fn authorize(actor: &User, target_role: Option<&str>, new_role: Option<Role>) -> Result<()> {
+pub(crate) fn authorize(
+    actor: &User,
+    target_role: Option<&str>,
+    new_role: Option<Role>,
+) -> Result<()> {
     if actor.blocked() {
         return Err(Error::Forbidden {
             reason: "a blocked account cannot manage users".into(),
@@ -430,7 +441,7 @@ fn authorize(actor: &User, target_role: Option<&str>, new_role: Option<Role>) ->
 }
 
 /// Loads the actor (unknown actors are refused, not "not found").
-async fn load_actor(conn: &mut AsyncPgConnection, actor: UserId) -> Result<User> {
+pub(crate) async fn load_actor(conn: &mut AsyncPgConnection, actor: UserId) -> Result<User> {
     match repo::find_by_id(conn, actor).await {
         Err(Error::NotFound { .. }) => Err(Error::Forbidden {
             reason: "the acting user does not exist".into(),
@@ -439,7 +450,7 @@ async fn load_actor(conn: &mut AsyncPgConnection, actor: UserId) -> Result<User>
     }
 }
 
-async fn audit(
+pub(crate) async fn audit(
     conn: &mut AsyncPgConnection,
     action: AuditAction,
     user: Option<UserId>,

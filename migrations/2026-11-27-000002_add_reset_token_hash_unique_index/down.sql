@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS idx_reset_requests_token_hash;

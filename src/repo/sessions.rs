@@ -1,0 +1,117 @@
+//! Queries on `session`, the connect-pg-simple table a Node app may share.
+//!
+//! `expire` is a `timestamp` without time zone. connect-pg-simple writes
+//! `to_timestamp(seconds)` into it, which PostgreSQL stores as the wall-clock
+//! time in the writing session's `TimeZone`, and compares it with
+//! `to_timestamp(now)` the same way. These queries do exactly that, on the
+//! database side: an instant is written as `timezone(current_setting('TimeZone'), $1)`,
+//! read back as an instant the inverse way, and compared with `now()`. With
+//! the server's usual `TimeZone` of UTC the column holds UTC; with any other
+//! setting both apps still agree, since neither sets `TimeZone` itself.
+
+use crate::error::Result;
+use crate::schema::session;
+use chrono::{DateTime, Utc};
+use diesel::dsl::now;
+use diesel::prelude::*;
+use diesel::sql_types::{Text, Timestamp, Timestamptz};
+use diesel::upsert::excluded;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+diesel::define_sql_function! {
+    /// SQL `current_setting(name)`.
+    fn current_setting(name: Text) -> Text;
+}
+
+diesel::define_sql_function! {
+    /// SQL `timezone(zone, timestamptz)` (`AT TIME ZONE`): the wall-clock
+    /// time of an instant in `zone`.
+    #[sql_name = "timezone"]
+    fn wall_clock(zone: Text, at: Timestamptz) -> Timestamp;
+}
+
+diesel::define_sql_function! {
+    /// SQL `timezone(zone, timestamp)` (`AT TIME ZONE`): the instant a
+    /// wall-clock time in `zone` stands for.
+    #[sql_name = "timezone"]
+    fn instant(zone: Text, at: Timestamp) -> Timestamptz;
+}
+
+/// The setting whose zone connect-pg-simple's writes use: the session's.
+const TIME_ZONE: &str = "TimeZone";
+
+/// The data and expiry of the session `sid` when it exists and has not
+/// expired (`expire >= now()`, as connect-pg-simple reads), else `None`.
+pub async fn find_live(
+    conn: &mut AsyncPgConnection,
+    sid: &str,
+) -> Result<Option<(serde_json::Value, DateTime<Utc>)>> {
+    Ok(session::table
+        .find(sid)
+        .filter(session::expire.ge(now))
+        .select((
+            session::sess,
+            instant(current_setting(TIME_ZONE), session::expire),
+        ))
+        .first(conn)
+        .await
+        .optional()?)
+}
+
+/// Inserts the session, or replaces the data and expiry of an existing one
+/// (`INSERT .. ON CONFLICT (sid) DO UPDATE`, as connect-pg-simple does).
+pub async fn upsert(
+    conn: &mut AsyncPgConnection,
+    sid: &str,
+    sess: &serde_json::Value,
+    expires_at: DateTime<Utc>,
+) -> Result<()> {
+    let expire = wall_clock(current_setting(TIME_ZONE), expires_at);
+    diesel::insert_into(session::table)
+        .values((
+            session::sid.eq(sid),
+            session::sess.eq(sess),
+            session::expire.eq(expire),
+        ))
+        .on_conflict(session::sid)
+        .do_update()
+        .set((
+            session::sess.eq(excluded(session::sess)),
+            session::expire.eq(excluded(session::expire)),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Moves the expiry of a session that has not expired yet; its data is left
+/// exactly as stored. Returns whether such a session existed.
+pub async fn touch(
+    conn: &mut AsyncPgConnection,
+    sid: &str,
+    expires_at: DateTime<Utc>,
+) -> Result<bool> {
+    let n = diesel::update(session::table.find(sid).filter(session::expire.ge(now)))
+        .set(session::expire.eq(wall_clock(current_setting(TIME_ZONE), expires_at)))
+        .execute(conn)
+        .await?;
+    Ok(n == 1)
+}
+
+/// Deletes the session. Returns whether it existed.
+pub async fn delete(conn: &mut AsyncPgConnection, sid: &str) -> Result<bool> {
+    let n = diesel::delete(session::table.find(sid))
+        .execute(conn)
+        .await?;
+    Ok(n == 1)
+}
+
+/// Deletes every expired session (`expire < now()`, through
+/// `IDX_session_expire`); returns how many.
+pub async fn delete_expired(conn: &mut AsyncPgConnection) -> Result<usize> {
+    Ok(
+        diesel::delete(session::table.filter(session::expire.lt(now)))
+            .execute(conn)
+            .await?,
+    )
+}
