@@ -116,7 +116,7 @@ diesel::table! {
 }
 
 /// One row of [`active_websocket_connections`].
-#[derive(Debug, Clone, PartialEq, diesel::Queryable, diesel::Selectable)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, diesel::Queryable, diesel::Selectable)]
 #[diesel(table_name = active_websocket_connections)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct ActiveWebsocketConnection {
@@ -147,7 +147,7 @@ pub struct ActiveWebsocketConnection {
 }
 
 /// The one row of [`websocket_connection_stats`].
-#[derive(Debug, Clone, PartialEq, diesel::Queryable, diesel::Selectable)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, diesel::Queryable, diesel::Selectable)]
 #[diesel(table_name = websocket_connection_stats)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct WebsocketConnectionStats {
@@ -173,7 +173,8 @@ pub struct WebsocketConnectionStats {
 ///
 /// Maps to SQL `text` both ways, so it can also be used in a filter
 /// (`status.eq(ResetStatus::Pending)`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, AsExpression, FromSqlRow)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, AsExpression, FromSqlRow, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 #[diesel(sql_type = Text)]
 pub enum ResetStatus {
     /// Not used and not expired: the token can still be redeemed.
@@ -217,7 +218,7 @@ impl ToSql<Text, Pg> for ResetStatus {
 }
 
 /// One row of [`pending_password_resets`].
-#[derive(Debug, Clone, PartialEq, diesel::Queryable, diesel::Selectable)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, diesel::Queryable, diesel::Selectable)]
 #[diesel(table_name = pending_password_resets)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct PendingPasswordReset {

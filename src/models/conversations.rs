@@ -7,7 +7,15 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// One row of `conversations`.
-#[derive(Debug, Clone, PartialEq, diesel::Queryable, diesel::Selectable, diesel::Identifiable)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    serde::Serialize,
+    diesel::Queryable,
+    diesel::Selectable,
+    diesel::Identifiable,
+)]
 #[diesel(table_name = conversations)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct Conversation {

@@ -5,7 +5,15 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 /// One row of `messages`.
-#[derive(Debug, Clone, PartialEq, diesel::Queryable, diesel::Selectable, diesel::Identifiable)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    serde::Serialize,
+    diesel::Queryable,
+    diesel::Selectable,
+    diesel::Identifiable,
+)]
 #[diesel(table_name = messages)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct Message {

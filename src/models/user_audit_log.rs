@@ -7,7 +7,15 @@ use ipnet::IpNet;
 use uuid::Uuid;
 
 /// One row of `user_audit_log`, as `log_user_action` writes it.
-#[derive(Debug, Clone, PartialEq, diesel::Queryable, diesel::Selectable, diesel::Identifiable)]
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    serde::Serialize,
+    diesel::Queryable,
+    diesel::Selectable,
+    diesel::Identifiable,
+)]
 #[diesel(table_name = user_audit_log)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct AuditLogEntry {

@@ -16,7 +16,21 @@ use uuid::Uuid;
 ///
 /// Maps to SQL `uuid` both ways, so it can be bound in queries and read
 /// from rows in place of a bare [`Uuid`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, AsExpression, FromSqlRow)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    AsExpression,
+    FromSqlRow,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
 #[diesel(sql_type = sql_types::Uuid)]
 pub struct UserId(pub Uuid);
 
@@ -120,8 +134,10 @@ impl FromStr for Role {
 /// One row of `users`.
 ///
 /// `Debug` shows whether `password_hash` and `reset_token` are set, never
-/// their values.
-#[derive(Clone, PartialEq, diesel::Queryable, diesel::Selectable, diesel::Identifiable)]
+/// their values, and `Serialize` (for JSON responses) leaves both out.
+#[derive(
+    Clone, PartialEq, serde::Serialize, diesel::Queryable, diesel::Selectable, diesel::Identifiable,
+)]
 #[diesel(table_name = users)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
 pub struct User {
@@ -131,6 +147,7 @@ pub struct User {
     pub email: String,
     /// The password hash (argon2id PHC string, or a legacy bcrypt hash from
     /// the template); `None` for OAuth accounts.
+    #[serde(skip)]
     pub password_hash: Option<String>,
     /// The name shown in the UI.
     pub display_name: String,
@@ -163,6 +180,7 @@ pub struct User {
     /// Why it was blocked.
     pub blocked_reason: Option<String>,
     /// The hash of the current password reset token, if any.
+    #[serde(skip)]
     pub reset_token: Option<String>,
     /// When the current reset token expires.
     pub reset_token_expires: Option<DateTime<Utc>>,

@@ -49,6 +49,10 @@ impl HealthStore for DisabledStore {
         false
     }
 
+    async fn migrations(&self) -> Result<Vec<crate::migrate::MigrationState>> {
+        Err(Error::Disabled)
+    }
+
     fn pool_stats(&self) -> Option<PoolStats> {
         None
     }

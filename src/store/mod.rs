@@ -61,6 +61,12 @@ pub trait HealthStore: Send + Sync {
     /// it succeeded; never fails.
     async fn test_connection(&self) -> bool;
 
+    /// Every migration this build embeds, oldest first, with whether the
+    /// database has it applied. Reads only.
+    ///
+    /// Fails with [`crate::Error::Disabled`] or [`crate::Error::Unavailable`].
+    async fn migrations(&self) -> Result<Vec<crate::migrate::MigrationState>>;
+
     /// The pool's figures, or `None` when nothing is configured.
     fn pool_stats(&self) -> Option<PoolStats>;
 

@@ -267,6 +267,10 @@ impl HealthStore for PgStore {
         }
     }
 
+    async fn migrations(&self) -> Result<Vec<crate::migrate::MigrationState>> {
+        observed!(self.slow(), "migrations", crate::migrate::list(self))
+    }
+
     fn pool_stats(&self) -> Option<PoolStats> {
         Some(self.pool().map(|p| pool::stats(&p)).unwrap_or_default())
     }

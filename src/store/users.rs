@@ -134,7 +134,16 @@ pub struct ProfileUpdate {
     /// New UI language code (at most 10 characters).
     pub language_preference: Option<String>,
     /// New avatar URL (at most 500 characters); `Some(None)` clears it.
+    /// In JSON, an absent field leaves it and `null` clears it.
+    #[serde(default, deserialize_with = "present")]
     pub avatar_url: Option<Option<String>>,
+}
+
+/// Reads a field that is present (possibly `null`) as `Some(..)`, so that
+/// `null` and absence differ.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    use serde::Deserialize;
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// How many users hold one role.

@@ -1,0 +1,776 @@
+//! The example application's routes: axum handlers that call the store.
+//!
+//! Everything the database layer reports as an [`Error`] becomes an HTTP
+//! answer in one place, [`ApiError`]'s `IntoResponse`.
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use pronghorn_db::migrate::MigrationState;
+use pronghorn_db::{
+    Error, MessageOrder, NewConversation, NewLocalUser, NewMessage, Page, PageRequest,
+    ProfileUpdate, RequestMeta, ResetDelivery, ResetPolicy, Role, SessionCookie, SessionData,
+    Store, Token, User, UserFilter, UserId,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+use uuid::Uuid;
+
+/// The session cookie's name, as the Node template names it.
+pub const SESSION_COOKIE: &str = "pronghorn.sid";
+/// How long a login session lasts.
+const SESSION_TTL: chrono::Duration = chrono::Duration::hours(24);
+/// How long a refresh token lasts.
+const REFRESH_TTL: chrono::Duration = chrono::Duration::days(30);
+
+/// Where password-reset tokens go. A real application sends an email; the
+/// example's default only logs that a reset was requested (never the token).
+pub trait Mailer: Send + Sync {
+    /// Delivers a password-reset token to its account's owner.
+    fn send_password_reset(&self, delivery: &ResetDelivery);
+}
+
+/// The example's mailer: logs the recipient, never the token.
+pub struct LogMailer;
+
+impl Mailer for LogMailer {
+    fn send_password_reset(&self, delivery: &ResetDelivery) {
+        tracing::info!(user = %delivery.user_id, "a password reset email would be sent now");
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The data layer: PostgreSQL, or disabled.
+    pub store: Arc<dyn Store>,
+    /// Where reset tokens are delivered.
+    pub mailer: Arc<dyn Mailer>,
+    /// When the server started, for `/health`'s uptime.
+    pub started: Instant,
+}
+
+/// The routes, mounted under `base` (for example `/api/v1`).
+pub fn router(state: AppState, base: &str) -> Router {
+    let api = Router::new()
+        .route("/health", get(health))
+        .route("/health/detailed", get(health_detailed))
+        .route("/auth/register", post(register))
+        .route("/auth/login", post(login))
+        .route("/auth/refresh", post(refresh))
+        .route("/auth/logout", post(logout))
+        .route("/auth/me", get(me))
+        .route("/auth/password-reset", post(password_reset))
+        .route("/auth/password-reset/confirm", post(password_reset_confirm))
+        .route("/users", get(list_users))
+        .route("/users/profile", get(profile).put(update_profile))
+        .route("/users/password", put(change_password))
+        .route("/users/me", delete(delete_me))
+        .route("/users/admin/password-resets", get(pending_resets))
+        .route("/users/{id}/role", put(change_role))
+        .route("/users/{id}/block", post(block))
+        .route("/users/{id}/unblock", post(unblock))
+        .route("/users/{id}/audit", get(audit))
+        .route(
+            "/conversations",
+            get(list_conversations).post(create_conversation),
+        )
+        .route(
+            "/conversations/{id}",
+            get(get_conversation).delete(delete_conversation),
+        )
+        .route(
+            "/conversations/{id}/messages",
+            get(list_messages).post(post_message),
+        )
+        .with_state(state);
+    if base.is_empty() || base == "/" {
+        api
+    } else {
+        Router::new().nest(base, api)
+    }
+}
+
+// ---- errors ----------------------------------------------------------------
+
+/// An error answer. Built from the crate's [`Error`] (mapped once, below) or
+/// from the HTTP layer's own checks.
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    field: Option<&'static str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    fn unauthenticated() -> Self {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", "log in first")
+    }
+
+    fn admin_only() -> Self {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", "admins only")
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let (status, code) = match &e {
+            Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+            Error::Validation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation"),
+            Error::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
+            Error::AccountBlocked => (StatusCode::FORBIDDEN, "account_blocked"),
+            Error::InvalidCredentials => (StatusCode::UNAUTHORIZED, "invalid_credentials"),
+            Error::TokenRejected { .. } | Error::TokenReused => {
+                (StatusCode::UNAUTHORIZED, "invalid_token")
+            }
+            Error::Disabled => (StatusCode::SERVICE_UNAVAILABLE, "database_disabled"),
+            Error::Unavailable { .. } | Error::TransactionConflict { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+            }
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        let field = match &e {
+            Error::Validation { field, .. } => Some(*field),
+            _ => None,
+        };
+        let message = match status {
+            StatusCode::INTERNAL_SERVER_ERROR => {
+                tracing::error!(error = %e, "request failed");
+                "internal server error".to_owned()
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                tracing::warn!(error = %e, "database unavailable");
+                match e {
+                    Error::Disabled => "the database is disabled".to_owned(),
+                    _ => "the database is unavailable; try again".to_owned(),
+                }
+            }
+            _ => e.to_string(),
+        };
+        ApiError {
+            status,
+            code,
+            message,
+            field,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some(field) = self.field {
+            error["field"] = json!(field);
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+// ---- request context -------------------------------------------------------
+
+/// The client's address and user agent, for the audit log.
+pub struct Meta(RequestMeta);
+
+impl<S: Send + Sync> FromRequestParts<S> for Meta {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ip = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok(Meta(RequestMeta { ip, user_agent }))
+    }
+}
+
+fn session_id(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+/// The logged-in user, from the session cookie.
+pub struct CurrentUser {
+    user: User,
+    sid: String,
+}
+
+impl FromRequestParts<AppState> for CurrentUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        // With no database there are no sessions: say so, not "log in".
+        if !state.store.is_configured() {
+            return Err(Error::Disabled.into());
+        }
+        let sid = session_id(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
+        let session = state
+            .store
+            .get_session(&sid)
+            .await?
+            .ok_or_else(ApiError::unauthenticated)?;
+        let id = session
+            .data
+            .fields
+            .get("userId")
+            .and_then(Value::as_str)
+            .and_then(|s| s.parse::<Uuid>().ok())
+            .ok_or_else(ApiError::unauthenticated)?;
+        let user = match state.store.user_by_id(UserId(id)).await {
+            Err(Error::NotFound { .. }) => return Err(ApiError::unauthenticated()),
+            other => other?,
+        };
+        if user.blocked() {
+            return Err(Error::AccountBlocked.into());
+        }
+        Ok(CurrentUser { user, sid })
+    }
+}
+
+/// A logged-in admin or superadmin.
+pub struct Admin(User);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let current = CurrentUser::from_request_parts(parts, state).await?;
+        match current.user.parsed_role() {
+            Some(Role::Admin | Role::Superadmin) => Ok(Admin(current.user)),
+            _ => Err(ApiError::admin_only()),
+        }
+    }
+}
+
+/// The `Set-Cookie` value for a session id (base64url, so always a valid
+/// header), or one that clears the cookie when `max_age` is 0.
+fn session_cookie(sid: &str, max_age: i64) -> ApiResult<HeaderValue> {
+    let value =
+        format!("{SESSION_COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}");
+    HeaderValue::from_str(&value)
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "bad cookie"))
+}
+
+// ---- health ----------------------------------------------------------------
+
+async fn health(State(state): State<AppState>) -> Response {
+    let store = &state.store;
+    let connected = store.is_configured() && store.test_connection().await;
+    let body = json!({
+        "status": if connected { "healthy" } else { "degraded" },
+        "timestamp": chrono::Utc::now(),
+        "uptime": state.started.elapsed().as_secs(),
+        "database": {
+            "configured": store.is_configured(),
+            "connected": connected,
+            "poolStats": store.pool_stats(),
+        },
+    });
+    let status = if connected {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn health_detailed(State(state): State<AppState>) -> Response {
+    let store = &state.store;
+    let info = store.server_info().await.ok();
+    let connected = info.is_some();
+    let migrations: Option<Vec<MigrationState>> = store.migrations().await.ok();
+    let websockets = store.websocket_stats().await.ok();
+    let body = json!({
+        "status": if connected { "healthy" } else { "degraded" },
+        "timestamp": chrono::Utc::now(),
+        "uptime": state.started.elapsed().as_secs(),
+        "database": {
+            "configured": store.is_configured(),
+            "connected": connected,
+            "poolStats": store.pool_stats(),
+            "version": info.map(|i| i.version),
+            "migrations": migrations.map(|m| json!({
+                "applied": m.iter().filter(|m| m.applied).count(),
+                "pending": m.iter().filter(|m| !m.applied).count(),
+            })),
+        },
+        "websockets": websockets,
+    });
+    let status = if connected {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+// ---- auth ------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct Register {
+    email: String,
+    password: String,
+    display_name: String,
+}
+
+async fn register(
+    State(state): State<AppState>,
+    Json(body): Json<Register>,
+) -> ApiResult<(StatusCode, Json<User>)> {
+    let user = state
+        .store
+        .create_user(NewLocalUser::new(
+            body.email,
+            body.password,
+            body.display_name,
+        ))
+        .await?;
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+#[derive(Deserialize)]
+struct Login {
+    email: String,
+    password: String,
+}
+
+async fn login(State(state): State<AppState>, Json(body): Json<Login>) -> ApiResult<Response> {
+    let user = state
+        .store
+        .authenticate(&body.email, &body.password)
+        .await?;
+    let sid = Token::generate()?;
+    let mut data = SessionData::new(SessionCookie::with_max_age(SESSION_TTL));
+    data.fields.insert("userId".into(), json!(user.id));
+    state.store.set_session(sid.expose(), &data).await?;
+    let refresh = state
+        .store
+        .issue_refresh_token(user.id, REFRESH_TTL)
+        .await?;
+    let mut response = Json(json!({
+        "user": user,
+        "refreshToken": refresh.token.expose(),
+        "refreshTokenExpiresAt": refresh.expires_at,
+    }))
+    .into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        session_cookie(sid.expose(), SESSION_TTL.num_seconds())?,
+    );
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Refresh {
+    refresh_token: String,
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    Json(body): Json<Refresh>,
+) -> ApiResult<Json<Value>> {
+    let next = state
+        .store
+        .rotate_refresh_token(&body.refresh_token, REFRESH_TTL)
+        .await?;
+    Ok(Json(json!({
+        "refreshToken": next.token.expose(),
+        "refreshTokenExpiresAt": next.expires_at,
+    })))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Logout {
+    refresh_token: Option<String>,
+}
+
+async fn logout(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Option<Json<Logout>>,
+) -> ApiResult<Response> {
+    if let Some(sid) = session_id(&headers) {
+        state.store.destroy_session(&sid).await?;
+    }
+    if let Some(token) = body.and_then(|b| b.0.refresh_token) {
+        state.store.revoke_refresh_token(&token).await?;
+    }
+    let mut response = Json(json!({ "message": "logged out" })).into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie("", 0)?);
+    Ok(response)
+}
+
+async fn me(current: CurrentUser) -> Json<User> {
+    Json(current.user)
+}
+
+#[derive(Deserialize)]
+struct ResetRequest {
+    email: String,
+}
+
+async fn password_reset(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    Json(body): Json<ResetRequest>,
+) -> ApiResult<Json<Value>> {
+    let requested = state
+        .store
+        .request_password_reset(&body.email, &ResetPolicy::default(), &meta)
+        .await?;
+    if let Some(delivery) = &requested.delivery {
+        state.mailer.send_password_reset(delivery);
+    }
+    // The same answer whether or not the email has an account.
+    Ok(Json(json!({
+        "message": "If an account exists for that email, a reset link has been sent."
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ResetConfirm {
+    reset_token: String,
+    new_password: String,
+    confirm_password: String,
+}
+
+async fn password_reset_confirm(
+    State(state): State<AppState>,
+    Meta(meta): Meta,
+    Json(body): Json<ResetConfirm>,
+) -> ApiResult<Json<Value>> {
+    if body.new_password != body.confirm_password {
+        return Err(Error::validation("confirmPassword", "does not match newPassword").into());
+    }
+    state
+        .store
+        .reset_password(&body.reset_token, &body.new_password, &meta)
+        .await?;
+    Ok(Json(
+        json!({ "message": "password reset; log in with the new password" }),
+    ))
+}
+
+// ---- the user's own account -------------------------------------------------
+
+async fn profile(current: CurrentUser) -> Json<User> {
+    Json(current.user)
+}
+
+async fn update_profile(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Meta(meta): Meta,
+    Json(update): Json<ProfileUpdate>,
+) -> ApiResult<Json<User>> {
+    Ok(Json(
+        state
+            .store
+            .update_profile(current.user.id, &update, &meta)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PasswordChange {
+    current_password: String,
+    new_password: String,
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Meta(meta): Meta,
+    Json(body): Json<PasswordChange>,
+) -> ApiResult<Json<Value>> {
+    state
+        .store
+        .change_password(
+            current.user.id,
+            &body.current_password,
+            &body.new_password,
+            &meta,
+        )
+        .await?;
+    Ok(Json(json!({ "message": "password changed" })))
+}
+
+async fn delete_me(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Meta(meta): Meta,
+) -> ApiResult<Response> {
+    state
+        .store
+        .delete_own_account(current.user.id, &meta)
+        .await?;
+    state.store.destroy_session(&current.sid).await?;
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie("", 0)?);
+    Ok(response)
+}
+
+// ---- admin -----------------------------------------------------------------
+
+/// Page parameters in the query string: `?limit=20&cursor=...`.
+#[derive(Deserialize, Default)]
+struct PageQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+}
+
+impl PageQuery {
+    fn page(&self) -> PageRequest {
+        PageRequest {
+            limit: self.limit,
+            cursor: self.cursor.clone(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct UserListQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+    role: Option<String>,
+    blocked: Option<bool>,
+    search: Option<String>,
+}
+
+async fn list_users(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(q): Query<UserListQuery>,
+) -> ApiResult<Json<Page<User>>> {
+    let filter = UserFilter {
+        role: q.role.as_deref().map(str::parse::<Role>).transpose()?,
+        blocked: q.blocked,
+        search: q.search,
+    };
+    let page = PageRequest {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    Ok(Json(state.store.list_users(&filter, &page).await?))
+}
+
+#[derive(Deserialize)]
+struct RoleChange {
+    role: String,
+}
+
+async fn change_role(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Meta(meta): Meta,
+    Path(id): Path<Uuid>,
+    Json(body): Json<RoleChange>,
+) -> ApiResult<Json<User>> {
+    let role: Role = body.role.parse()?;
+    Ok(Json(
+        state
+            .store
+            .change_role(admin.id, UserId(id), role, &meta)
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct BlockBody {
+    reason: String,
+}
+
+async fn block(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Meta(meta): Meta,
+    Path(id): Path<Uuid>,
+    Json(body): Json<BlockBody>,
+) -> ApiResult<Json<User>> {
+    Ok(Json(
+        state
+            .store
+            .block_user(admin.id, UserId(id), &body.reason, &meta)
+            .await?,
+    ))
+}
+
+async fn unblock(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Meta(meta): Meta,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<User>> {
+    Ok(Json(
+        state
+            .store
+            .unblock_user(admin.id, UserId(id), &meta)
+            .await?,
+    ))
+}
+
+async fn audit(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Path(id): Path<Uuid>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Value>> {
+    let page = state
+        .store
+        .audit_log(&pronghorn_db::AuditQuery::User(UserId(id)), &q.page())
+        .await?;
+    Ok(Json(json!(page)))
+}
+
+async fn pending_resets(
+    State(state): State<AppState>,
+    _admin: Admin,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(
+        state.store.pending_password_resets(&q.page()).await?
+    )))
+}
+
+// ---- conversations ---------------------------------------------------------
+
+#[derive(Deserialize)]
+struct CreateConversation {
+    provider: String,
+    model: Option<String>,
+    title: Option<String>,
+}
+
+async fn create_conversation(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Json(body): Json<CreateConversation>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let new = NewConversation {
+        user_id: current.user.id,
+        provider: body.provider,
+        model: body.model,
+        title: body.title,
+    };
+    let created = state.store.create_conversation(new).await?;
+    Ok((StatusCode::CREATED, Json(json!(created))))
+}
+
+async fn list_conversations(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Value>> {
+    let page = state
+        .store
+        .list_conversations(current.user.id, &q.page())
+        .await?;
+    Ok(Json(json!(page)))
+}
+
+async fn get_conversation(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path(id): Path<Uuid>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(json!(
+        state.store.conversation(current.user.id, id).await?
+    )))
+}
+
+async fn delete_conversation(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    state.store.delete_conversation(current.user.id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct MessageQuery {
+    limit: Option<i64>,
+    cursor: Option<String>,
+    /// `desc` (newest first, the default) or `asc` (oldest first).
+    order: Option<String>,
+}
+
+async fn list_messages(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path(id): Path<Uuid>,
+    Query(q): Query<MessageQuery>,
+) -> ApiResult<Json<Value>> {
+    let order = match q.order.as_deref() {
+        None | Some("desc") => MessageOrder::NewestFirst,
+        Some("asc") => MessageOrder::OldestFirst,
+        Some(_) => return Err(Error::validation("order", "must be asc or desc").into()),
+    };
+    let page = PageRequest {
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    let messages = state
+        .store
+        .list_messages(current.user.id, id, order, &page)
+        .await?;
+    Ok(Json(json!(messages)))
+}
+
+#[derive(Deserialize)]
+struct PostMessage {
+    role: String,
+    content: String,
+    tokens_used: Option<i32>,
+}
+
+async fn post_message(
+    State(state): State<AppState>,
+    current: CurrentUser,
+    Path(id): Path<Uuid>,
+    Json(body): Json<PostMessage>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let new = NewMessage {
+        role: body.role,
+        content: body.content,
+        tokens_used: body.tokens_used,
+    };
+    let message = state.store.append_message(current.user.id, id, new).await?;
+    Ok((StatusCode::CREATED, Json(json!(message))))
+}

@@ -1,0 +1,78 @@
+//! The example application: an axum server whose handlers call the store.
+//!
+//! `cargo run --example server` listens on `HOST:PORT` (default
+//! `localhost:3000`) under `API_BASE_PATH` (default `/api/v1`). With no
+//! database configured it still starts, and its data routes answer 503.
+
+mod app;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let _ = dotenvy::dotenv();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+
+    // Tests the connection and logs the outcome, honours DB_AUTO_MIGRATE, and
+    // keeps starting when the database is missing or down.
+    let store = pronghorn_db::connect_from_env().await?;
+
+    let host = std::env::var("HOST").unwrap_or_else(|_| "localhost".to_owned());
+    let port: u16 = match std::env::var("PORT") {
+        Ok(p) => p
+            .parse()
+            .map_err(|_| format!("PORT: '{p}' is not a port number"))?,
+        Err(_) => 3000,
+    };
+    let base = std::env::var("API_BASE_PATH").unwrap_or_else(|_| "/api/v1".to_owned());
+
+    let state = app::AppState {
+        store: store.clone(),
+        mailer: Arc::new(app::LogMailer),
+        started: Instant::now(),
+    };
+    let routes =
+        app::router(state, &base).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
+    tracing::info!("listening on http://{host}:{port}{base} (try {base}/health)");
+    axum::serve(listener, routes)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+
+    // In-flight requests have finished; close the pool.
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

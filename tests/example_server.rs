@@ -1,0 +1,527 @@
+//! The example application over real HTTP: a bound port, an HTTP client,
+//! and the real PostgreSQL (or none, in disabled mode).
+
+mod common;
+
+#[allow(dead_code)]
+#[path = "../examples/server/app.rs"]
+mod app;
+
+use common::TestDb;
+use pronghorn_db::{DisabledStore, NewLocalUser, ResetDelivery, Role, Store};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Keeps the reset tokens the app "emails", so the test can follow the link.
+#[derive(Default)]
+struct Outbox(Mutex<Vec<(String, String)>>);
+
+impl app::Mailer for Outbox {
+    fn send_password_reset(&self, delivery: &ResetDelivery) {
+        if let Ok(mut sent) = self.0.lock() {
+            sent.push((delivery.email.clone(), delivery.token.expose().to_owned()));
+        }
+    }
+}
+
+struct Server {
+    base: String,
+    http: reqwest::Client,
+}
+
+async fn serve(store: Arc<dyn Store>, outbox: Arc<Outbox>) -> Server {
+    let state = app::AppState {
+        store,
+        mailer: outbox,
+        started: Instant::now(),
+    };
+    let routes = app::router(state, "/api/v1").into_make_service_with_connect_info::<SocketAddr>();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, routes).await;
+    });
+    Server {
+        base: format!("http://{addr}/api/v1"),
+        http: reqwest::Client::new(),
+    }
+}
+
+/// One HTTP exchange: method, path, optional JSON body and session cookie.
+async fn call(
+    s: &Server,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+    cookie: Option<&str>,
+) -> (StatusCode, Value, Option<String>) {
+    let mut req = s.http.request(method, format!("{}{path}", s.base));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    if let Some(c) = cookie {
+        req = req.header("cookie", format!("{}={c}", app::SESSION_COOKIE));
+    }
+    let res = req.send().await.expect("request");
+    let status = res.status();
+    let set_cookie = res
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let text = res.text().await.expect("body");
+    let json = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+    };
+    (status, json, set_cookie)
+}
+
+use reqwest::Method as M;
+
+fn sid_of(set_cookie: Option<String>) -> String {
+    let header = set_cookie.expect("a session cookie is set");
+    let value = header
+        .split(';')
+        .next()
+        .and_then(|kv| kv.split_once('='))
+        .map(|(_, v)| v.to_owned())
+        .expect("cookie value");
+    assert!(header.contains("HttpOnly"), "{header}");
+    value
+}
+
+async fn login(s: &Server, email: &str, password: &str) -> (String, String) {
+    let (status, body, cookie) = call(
+        s,
+        M::POST,
+        "/auth/login",
+        Some(json!({"email": email, "password": password})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let refresh = body["refreshToken"]
+        .as_str()
+        .expect("refresh token")
+        .to_owned();
+    (sid_of(cookie), refresh)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_journey_through_the_example() {
+    let db = TestDb::migrated().await;
+    let store: Arc<dyn Store> = Arc::new(db.store().await);
+    let outbox = Arc::new(Outbox::default());
+    let s = serve(store.clone(), outbox.clone()).await;
+
+    // Health.
+    let (status, body, _) = call(&s, M::GET, "/health", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "healthy");
+    assert_eq!(body["database"]["connected"], true);
+    assert!(
+        body["database"]["poolStats"]["max"].as_u64().is_some(),
+        "{body}"
+    );
+    let (status, body, _) = call(&s, M::GET, "/health/detailed", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["database"]["migrations"]["pending"], 0, "{body}");
+    assert!(
+        body["database"]["migrations"]["applied"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 18
+    );
+    assert!(body["database"]["version"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("PostgreSQL"));
+    assert_eq!(body["websockets"]["active_connections"], 0, "{body}");
+
+    // Register; the same email again is a conflict; bad input names the field.
+    let alice = json!({"email": "Alice@Example.com", "password": "alice-password-1", "display_name": "Alice"});
+    let (status, body, _) = call(&s, M::POST, "/auth/register", Some(alice.clone()), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["email"], "alice@example.com");
+    assert!(
+        body.get("password_hash").is_none(),
+        "no hash in responses: {body}"
+    );
+    let alice_id = body["id"].as_str().expect("id").to_owned();
+    let (status, body, _) = call(&s, M::POST, "/auth/register", Some(alice), None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let bad = json!({"email": "not-an-email", "password": "long enough pw", "display_name": "X"});
+    let (status, body, _) = call(&s, M::POST, "/auth/register", Some(bad), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["field"], "email");
+
+    // Login: wrong password is 401 without saying which part was wrong.
+    let (status, body, _) = call(
+        &s,
+        M::POST,
+        "/auth/login",
+        Some(json!({"email": "alice@example.com", "password": "wrong"})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["error"]["code"], "invalid_credentials");
+    let (sid, refresh) = login(&s, "alice@example.com", "alice-password-1").await;
+    let (status, body, _) = call(&s, M::GET, "/auth/me", None, Some(&sid)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["id"], alice_id.as_str());
+    let (status, _, _) = call(&s, M::GET, "/auth/me", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Profile.
+    let (status, body, _) = call(
+        &s,
+        M::PUT,
+        "/users/profile",
+        Some(json!({"display_name": "Alice A.", "language_preference": "fr"})),
+        Some(&sid),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["display_name"], "Alice A.");
+
+    // Conversations and messages, paged.
+    let (status, conv, _) = call(
+        &s,
+        M::POST,
+        "/conversations",
+        Some(json!({"provider": "openai", "model": "gpt-4o", "title": "Plans"})),
+        Some(&sid),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{conv}");
+    let conv_id = conv["id"].as_str().expect("id").to_owned();
+    for (i, role) in ["user", "assistant", "user"].iter().enumerate() {
+        let (status, body, _) = call(
+            &s,
+            M::POST,
+            &format!("/conversations/{conv_id}/messages"),
+            Some(json!({"role": role, "content": format!("message {i}"), "tokens_used": 3})),
+            Some(&sid),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let path = format!("/conversations/{conv_id}/messages?limit=2");
+    let (status, page1, _) = call(&s, M::GET, &path, None, Some(&sid)).await;
+    assert_eq!(status, StatusCode::OK, "{page1}");
+    assert_eq!(page1["items"][0]["content"], "message 2");
+    assert_eq!(page1["items"][1]["content"], "message 1");
+    let cursor = page1["next_cursor"].as_str().expect("more").to_owned();
+    let path = format!("/conversations/{conv_id}/messages?limit=2&cursor={cursor}");
+    let (_, page2, _) = call(&s, M::GET, &path, None, Some(&sid)).await;
+    assert_eq!(page2["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(page2["items"][0]["content"], "message 0");
+    assert!(page2["next_cursor"].is_null());
+    let path = format!("/conversations/{conv_id}/messages?order=asc&limit=10");
+    let (_, asc, _) = call(&s, M::GET, &path, None, Some(&sid)).await;
+    assert_eq!(asc["items"][0]["content"], "message 0");
+    let path = format!("/conversations/{conv_id}/messages?cursor=tampered");
+    let (status, body, _) = call(&s, M::GET, &path, None, Some(&sid)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["field"], "cursor");
+    let (_, list, _) = call(&s, M::GET, "/conversations", None, Some(&sid)).await;
+    assert_eq!(list["items"][0]["id"], conv_id.as_str());
+
+    // Refresh rotates; the old token presented again is refused.
+    let (status, body, _) = call(
+        &s,
+        M::POST,
+        "/auth/refresh",
+        Some(json!({"refreshToken": refresh})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let rotated = body["refreshToken"].as_str().expect("new token").to_owned();
+    assert_ne!(rotated, refresh);
+    let (status, _, _) = call(
+        &s,
+        M::POST,
+        "/auth/refresh",
+        Some(json!({"refreshToken": refresh})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Password reset: the same answer for a known and an unknown email.
+    let (status, known, _) = call(
+        &s,
+        M::POST,
+        "/auth/password-reset",
+        Some(json!({"email": "alice@example.com"})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, unknown, _) = call(
+        &s,
+        M::POST,
+        "/auth/password-reset",
+        Some(json!({"email": "nobody@example.com"})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(known, unknown);
+    let token = {
+        let sent = outbox.0.lock().expect("outbox");
+        assert_eq!(sent.len(), 1, "only the real account gets an email");
+        assert_eq!(sent[0].0, "alice@example.com");
+        sent[0].1.clone()
+    };
+    let (status, body, _) = call(
+        &s,
+        M::POST,
+        "/auth/password-reset/confirm",
+        Some(json!({"resetToken": token, "newPassword": "brand-new-pass-1", "confirmPassword": "different-pass-1"})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["field"], "confirmPassword");
+    let (status, body, _) = call(
+        &s,
+        M::POST,
+        "/auth/password-reset/confirm",
+        Some(json!({"resetToken": token, "newPassword": "brand-new-pass-1", "confirmPassword": "brand-new-pass-1"})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, _) = call(
+        &s,
+        M::POST,
+        "/auth/password-reset/confirm",
+        Some(json!({"resetToken": token, "newPassword": "again-new-pass-1", "confirmPassword": "again-new-pass-1"})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a used token is refused");
+    // The reset revoked the refresh tokens.
+    let (status, _, _) = call(
+        &s,
+        M::POST,
+        "/auth/refresh",
+        Some(json!({"refreshToken": rotated})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (sid, _) = login(&s, "alice@example.com", "brand-new-pass-1").await;
+
+    // Logout ends the session.
+    let (status, _, cleared) = call(&s, M::POST, "/auth/logout", None, Some(&sid)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(cleared.unwrap_or_default().contains("Max-Age=0"));
+    let (status, _, _) = call(&s, M::GET, "/auth/me", None, Some(&sid)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Admin routes: a user is refused; a superadmin changes a role, which
+    // is audited; an admin cannot grant admin.
+    let (alice_sid, _) = login(&s, "alice@example.com", "brand-new-pass-1").await;
+    let (status, _, _) = call(&s, M::GET, "/users", None, Some(&alice_sid)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let mut root = NewLocalUser::new("root@example.com", "root-password-1", "Root");
+    root.role = Role::Superadmin;
+    store.create_user(root).await.expect("superadmin");
+    let mut boss = NewLocalUser::new("boss@example.com", "boss-password-1", "Boss");
+    boss.role = Role::Admin;
+    store.create_user(boss).await.expect("admin");
+    let (root_sid, _) = login(&s, "root@example.com", "root-password-1").await;
+    let (boss_sid, _) = login(&s, "boss@example.com", "boss-password-1").await;
+    let role_path = format!("/users/{alice_id}/role");
+    let (status, body, _) = call(
+        &s,
+        M::PUT,
+        &role_path,
+        Some(json!({"role": "admin"})),
+        Some(&boss_sid),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body, _) = call(
+        &s,
+        M::PUT,
+        &role_path,
+        Some(json!({"role": "owner"})),
+        Some(&root_sid),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["field"], "role");
+    let (status, body, _) = call(
+        &s,
+        M::PUT,
+        &role_path,
+        Some(json!({"role": "admin"})),
+        Some(&root_sid),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["role"], "admin");
+    let (status, audit, _) = call(
+        &s,
+        M::GET,
+        &format!("/users/{alice_id}/audit"),
+        None,
+        Some(&root_sid),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{audit}");
+    assert_eq!(audit["items"][0]["action"], "role_changed");
+    assert_eq!(
+        audit["items"][0]["details"],
+        json!({"previousRole": "user", "newRole": "admin"})
+    );
+    let (status, users, _) = call(
+        &s,
+        M::GET,
+        "/users?role=admin&limit=10",
+        None,
+        Some(&root_sid),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(users["items"].as_array().map(Vec::len), Some(2), "{users}");
+    let (status, body, _) = call(
+        &s,
+        M::POST,
+        &format!("/users/{alice_id}/block"),
+        Some(json!({"reason": "testing"})),
+        Some(&root_sid),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body, _) = call(&s, M::GET, "/auth/me", None, Some(&alice_sid)).await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "a blocked user's session stops working"
+    );
+    assert_eq!(body["error"]["code"], "account_blocked");
+    let (status, _, _) = call(
+        &s,
+        M::POST,
+        &format!("/users/{alice_id}/unblock"),
+        None,
+        Some(&root_sid),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, resets, _) = call(
+        &s,
+        M::GET,
+        "/users/admin/password-resets",
+        None,
+        Some(&root_sid),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{resets}");
+
+    // Another user's conversation is not found; deleting one's own works.
+    let (status, _, _) = call(
+        &s,
+        M::GET,
+        &format!("/conversations/{conv_id}"),
+        None,
+        Some(&root_sid),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = call(
+        &s,
+        M::DELETE,
+        &format!("/conversations/{conv_id}"),
+        None,
+        Some(&alice_sid),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = call(&s, M::DELETE, "/users/me", None, Some(&alice_sid)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = call(&s, M::GET, "/auth/me", None, Some(&alice_sid)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn with_the_database_disabled_every_data_route_answers_503() {
+    let store: Arc<dyn Store> = Arc::new(DisabledStore::new("test"));
+    let s = serve(store, Arc::new(Outbox::default())).await;
+    let (status, body, _) = call(&s, M::GET, "/health", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(body["status"], "degraded");
+    assert_eq!(body["database"]["configured"], false);
+    let (status, _, _) = call(&s, M::GET, "/health/detailed", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let id = uuid::Uuid::new_v4();
+    let cases: Vec<(reqwest::Method, String, Option<Value>)> = vec![
+        (
+            M::POST,
+            "/auth/register".into(),
+            Some(json!({"email": "a@b.io", "password": "long enough", "display_name": "A"})),
+        ),
+        (
+            M::POST,
+            "/auth/login".into(),
+            Some(json!({"email": "a@b.io", "password": "long enough"})),
+        ),
+        (
+            M::POST,
+            "/auth/refresh".into(),
+            Some(json!({"refreshToken": "x"})),
+        ),
+        (M::GET, "/auth/me".into(), None),
+        (
+            M::POST,
+            "/auth/password-reset".into(),
+            Some(json!({"email": "a@b.io"})),
+        ),
+        (
+            M::POST,
+            "/auth/password-reset/confirm".into(),
+            Some(
+                json!({"resetToken": "x", "newPassword": "long enough", "confirmPassword": "long enough"}),
+            ),
+        ),
+        (M::GET, "/users/profile".into(), None),
+        (M::GET, "/users".into(), None),
+        (
+            M::PUT,
+            format!("/users/{id}/role"),
+            Some(json!({"role": "admin"})),
+        ),
+        (M::GET, "/conversations".into(), None),
+        (
+            M::POST,
+            "/conversations".into(),
+            Some(json!({"provider": "openai"})),
+        ),
+        (M::GET, format!("/conversations/{id}/messages"), None),
+    ];
+    for (method, path, body) in cases {
+        let (status, answer, _) = call(&s, method.clone(), &path, body, Some("some-session")).await;
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{method} {path}: {answer}"
+        );
+        assert_eq!(
+            answer["error"]["code"], "database_disabled",
+            "{method} {path}"
+        );
+    }
+}
