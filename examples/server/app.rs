@@ -283,7 +283,7 @@ fn session_cookie(sid: &str, max_age: i64) -> ApiResult<HeaderValue> {
 
 async fn health(State(state): State<AppState>) -> Response {
     let store = &state.store;
-    let connected = store.is_configured() && store.test_connection().await;
+    let connected = store.is_configured() && store.server_info().await.is_ok();
     let body = json!({
         "status": if connected { "healthy" } else { "degraded" },
         "timestamp": chrono::Utc::now(),
