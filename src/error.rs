@@ -225,15 +225,18 @@ impl std::fmt::Display for TokenProblem {
 /// recognised by their messages, as the server sends them in English (the
 /// default `lc_messages`).
 fn is_server_going_away(message: &str) -> bool {
-    const MESSAGES: &[&str] = &[
-        "terminating connection due to administrator command",
-        "terminating connection because of crash of another server process",
+    // "terminating connection due to administrator command", "... due to
+    // immediate shutdown command", "... because of crash of another server
+    // process", "... due to unexpected postmaster exit", and the refusals
+    // while the server starts, stops or recovers.
+    const STATES: &[&str] = &[
         "the database system is shutting down",
         "the database system is starting up",
         "the database system is in recovery mode",
-        "terminating connection due to unexpected postmaster exit",
+        "the database system is not yet accepting connections",
+        "the database system is not accepting connections",
     ];
-    MESSAGES.iter().any(|m| message.contains(m))
+    message.starts_with("terminating connection") || STATES.iter().any(|m| message.contains(m))
 }
 
 impl From<DieselError> for Error {

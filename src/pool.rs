@@ -10,13 +10,42 @@ use diesel_async::AsyncPgConnection;
 use futures_util::FutureExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The pool type behind [`crate::PgStore`].
 pub type DbPool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
 
-/// A connection checked out of the pool; it returns to the pool when dropped.
-pub type PooledConn =
-    bb8::PooledConnection<'static, AsyncDieselConnectionManager<AsyncPgConnection>>;
+/// A connection checked out of the pool; it returns to the pool when
+/// dropped. Dereferences to [`AsyncPgConnection`], so repository functions
+/// and hand-written diesel queries take `&mut *conn`.
+pub struct PooledConn {
+    conn: bb8::PooledConnection<'static, AsyncDieselConnectionManager<AsyncPgConnection>>,
+    // Released after the connection went back (fields drop in order).
+    _turn: OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for PooledConn {
+    type Target = AsyncPgConnection;
+
+    fn deref(&self) -> &AsyncPgConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for PooledConn {
+    fn deref_mut(&mut self) -> &mut AsyncPgConnection {
+        &mut self.conn
+    }
+}
+
+/// First come, first served: bb8 wakes waiters without an order, so under
+/// contention a caller that returns a connection and asks again can keep
+/// overtaking one that has been waiting. Callers first take a turn from this
+/// FIFO semaphore (one permit per connection the pool may open), then the
+/// connection.
+pub(crate) fn queue(max_size: u32) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(max_size as usize))
+}
 
 /// A snapshot of the pool's figures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -197,27 +226,43 @@ pub(crate) fn stats(pool: &DbPool) -> PoolStats {
     }
 }
 
-/// Checks a connection out, mapping a time-out or connection failure to
-/// [`Error::Unavailable`] with the redacted target and the last known reason.
+/// Checks a connection out in turn (see [`queue`]), mapping a time-out or
+/// connection failure to [`Error::Unavailable`] with the redacted target and
+/// the last known reason. The whole wait, for the turn and then the
+/// connection, is bounded by the pool's connection timeout.
 pub(crate) async fn checkout(
     pool: &DbPool,
+    turns: &Arc<Semaphore>,
     target: &str,
     health: &Health,
 ) -> Result<PooledConn, Error> {
-    match pool.get_owned().await {
-        Ok(conn) => Ok(conn),
-        Err(bb8::RunError::TimedOut) => {
-            let waited = pool.config().connection_timeout.as_millis();
-            let reason = match health.last_error() {
-                Some(last) => format!("no connection within {waited} ms; last error: {last}"),
-                None => format!("no connection became free within {waited} ms"),
-            };
-            Err(Error::Unavailable {
+    let waited = pool.config().connection_timeout;
+    let deadline = tokio::time::Instant::now() + waited;
+    let timed_out = || {
+        let waited = waited.as_millis();
+        let reason = match health.last_error() {
+            Some(last) => format!("no connection within {waited} ms; last error: {last}"),
+            None => format!("no connection became free within {waited} ms"),
+        };
+        Error::Unavailable {
+            target: target.to_owned(),
+            reason,
+        }
+    };
+    let turn = match tokio::time::timeout_at(deadline, turns.clone().acquire_owned()).await {
+        Ok(Ok(turn)) => turn,
+        Ok(Err(_)) => {
+            return Err(Error::Unavailable {
                 target: target.to_owned(),
-                reason,
+                reason: "the store was closed".to_owned(),
             })
         }
-        Err(bb8::RunError::User(e)) => {
+        Err(_) => return Err(timed_out()),
+    };
+    match tokio::time::timeout_at(deadline, pool.get_owned()).await {
+        Ok(Ok(conn)) => Ok(PooledConn { conn, _turn: turn }),
+        Ok(Err(bb8::RunError::TimedOut)) | Err(_) => Err(timed_out()),
+        Ok(Err(bb8::RunError::User(e))) => {
             health.mark_failed(e.to_string());
             Err(Error::Unavailable {
                 target: target.to_owned(),

@@ -32,6 +32,7 @@ pub struct PgStore {
     config: DbConfig,
     target: String,
     health: Arc<Health>,
+    turns: Arc<tokio::sync::Semaphore>,
     passwords: Passwords,
 }
 
@@ -65,6 +66,7 @@ impl PgStore {
         Ok(PgStore {
             pool: RwLock::new(Some(pool)),
             target: config.redacted_target(),
+            turns: pool::queue(config.pool().max_size),
             passwords: Passwords::new(config.hash_concurrency()),
             config,
             health,
@@ -106,7 +108,7 @@ impl PgStore {
     /// timeout.
     pub async fn conn(&self) -> Result<PooledConn> {
         let pool = self.pool()?;
-        let result = pool::checkout(&pool, &self.target, &self.health).await;
+        let result = pool::checkout(&pool, &self.turns, &self.target, &self.health).await;
         if result.is_ok() {
             self.health.mark_connected();
         }
@@ -239,7 +241,7 @@ impl HealthStore for PgStore {
             let mut conn = self.conn().await?;
             let row: Result<ServerInfoRow> =
                 diesel::sql_query("SELECT now() AS now, version() AS version")
-                    .get_result(&mut conn)
+                    .get_result(&mut *conn)
                     .await
                     .map_err(Error::from);
             self.settle(row.map(|r| ServerInfo {
@@ -277,6 +279,7 @@ impl HealthStore for PgStore {
 
     async fn close(&self) {
         let pool = self.pool.write().ok().and_then(|mut p| p.take());
+        self.turns.close();
         if pool.is_some() {
             tracing::info!(db = %self.target, "database pool closed");
         }
