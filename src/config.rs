@@ -177,7 +177,30 @@ pub struct DbConfig {
     pub(crate) auto_migrate: bool,
     pub(crate) hash_concurrency: usize,
     pub(crate) transaction_retries: u32,
+    pub(crate) tcp: TcpSettings,
     pub(crate) source: ConfigSource,
+}
+
+/// How a connection whose server vanished (no FIN, no RST: a cable pulled,
+/// a host gone) is noticed instead of waited on forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpSettings {
+    /// Idle time before the first keepalive probe (`DB_KEEPALIVES_IDLE` ms,
+    /// default 10 s); probes follow every half of it (at least 1 s), and
+    /// three unanswered probes end the connection.
+    pub keepalives_idle: Duration,
+    /// How long sent data may stay unacknowledged before the connection is
+    /// dropped (`DB_TCP_USER_TIMEOUT` ms, default 30 s).
+    pub user_timeout: Duration,
+}
+
+impl Default for TcpSettings {
+    fn default() -> Self {
+        TcpSettings {
+            keepalives_idle: Duration::from_secs(10),
+            user_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// The outcome of reading the configuration when it is not malformed.
@@ -210,6 +233,8 @@ pub const VARIABLES: &[&str] = &[
     "DB_AUTO_MIGRATE",
     "PASSWORD_HASH_CONCURRENCY",
     "DB_TRANSACTION_RETRIES",
+    "DB_KEEPALIVES_IDLE",
+    "DB_TCP_USER_TIMEOUT",
     "APP_NAME",
 ];
 
@@ -305,6 +330,22 @@ impl DbConfig {
                 })?
             }
         };
+        let mut tcp = TcpSettings::default();
+        for (var, slot) in [
+            ("DB_KEEPALIVES_IDLE", &mut tcp.keepalives_idle),
+            ("DB_TCP_USER_TIMEOUT", &mut tcp.user_timeout),
+        ] {
+            if let Some(v) = get(var) {
+                let n = parse_u64(var, &v)?;
+                if n < 1000 {
+                    return Err(ConfigError::new(
+                        var,
+                        format!("must be at least 1000 ms, got {n}"),
+                    ));
+                }
+                *slot = Duration::from_millis(n);
+            }
+        }
         let port = get("DB_PORT")
             .map(|v| conninfo::parse_port(&v))
             .transpose()
@@ -320,6 +361,7 @@ impl DbConfig {
             app_name,
             hash_concurrency,
             transaction_retries,
+            tcp,
         };
 
         match get("DB_CONNECTION_STRING") {
@@ -370,6 +412,7 @@ impl DbConfig {
                     auto_migrate: base.auto_migrate,
                     hash_concurrency: base.hash_concurrency,
                     transaction_retries: base.transaction_retries,
+                    tcp: base.tcp,
                     source: ConfigSource::Parts,
                 })));
             }
@@ -457,6 +500,11 @@ impl DbConfig {
         self
     }
 
+    /// The keepalive and TCP user timeout settings.
+    pub fn tcp(&self) -> TcpSettings {
+        self.tcp
+    }
+
     /// Which variables the connection settings came from.
     pub fn source(&self) -> ConfigSource {
         self.source
@@ -505,10 +553,10 @@ impl DbConfig {
         // Keepalives and a TCP user timeout turn a server that vanished
         // without closing the socket into an error instead of an endless wait.
         pg.keepalives(true);
-        pg.keepalives_idle(Duration::from_secs(10));
-        pg.keepalives_interval(Duration::from_secs(5));
+        pg.keepalives_idle(self.tcp.keepalives_idle);
+        pg.keepalives_interval((self.tcp.keepalives_idle / 2).max(Duration::from_secs(1)));
         pg.keepalives_retries(3);
-        pg.tcp_user_timeout(Duration::from_secs(30));
+        pg.tcp_user_timeout(self.tcp.user_timeout);
         pg.target_session_attrs(match self.target_session_attrs {
             TargetSessionAttrs::Any => tokio_postgres::config::TargetSessionAttrs::Any,
             TargetSessionAttrs::ReadWrite => tokio_postgres::config::TargetSessionAttrs::ReadWrite,
@@ -556,6 +604,7 @@ struct Base {
     app_name: Option<String>,
     hash_concurrency: usize,
     transaction_retries: u32,
+    tcp: TcpSettings,
 }
 
 fn default_app_name() -> String {
@@ -637,6 +686,7 @@ fn from_string(s: &str, base: Base) -> Result<DbConfig, ConfigError> {
         auto_migrate: base.auto_migrate,
         hash_concurrency: base.hash_concurrency,
         transaction_retries: base.transaction_retries,
+        tcp: base.tcp,
         source: ConfigSource::ConnectionString,
     })
 }
@@ -1085,6 +1135,19 @@ mod tests {
         assert_eq!(pg.get_keepalives_interval(), Some(Duration::from_secs(5)));
         assert_eq!(pg.get_keepalives_retries(), Some(3));
         assert_eq!(pg.get_tcp_user_timeout(), Some(&Duration::from_secs(30)));
+        let mut vars = PARTS.to_vec();
+        vars.push(("DB_KEEPALIVES_IDLE", "1000"));
+        vars.push(("DB_TCP_USER_TIMEOUT", "2500"));
+        let pg = configured(&vars).to_pg_config();
+        assert_eq!(pg.get_keepalives_idle(), Duration::from_secs(1));
+        assert_eq!(pg.get_keepalives_interval(), Some(Duration::from_secs(1)));
+        assert_eq!(
+            pg.get_tcp_user_timeout(),
+            Some(&Duration::from_millis(2500))
+        );
+        let mut vars = PARTS.to_vec();
+        vars.push(("DB_TCP_USER_TIMEOUT", "5"));
+        assert_eq!(error(&vars).variable, "DB_TCP_USER_TIMEOUT");
         assert_eq!(pg.get_connect_timeout(), Some(&Duration::from_millis(5000)));
     }
 
