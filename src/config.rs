@@ -178,6 +178,8 @@ pub struct DbConfig {
     pub(crate) hash_concurrency: usize,
     pub(crate) transaction_retries: u32,
     pub(crate) tcp: TcpSettings,
+    pub(crate) replicas: Vec<DbConfig>,
+    pub(crate) replica_max_lag: Duration,
     pub(crate) source: ConfigSource,
 }
 
@@ -235,6 +237,8 @@ pub const VARIABLES: &[&str] = &[
     "DB_TRANSACTION_RETRIES",
     "DB_KEEPALIVES_IDLE",
     "DB_TCP_USER_TIMEOUT",
+    "DB_READ_REPLICA_URLS",
+    "DB_REPLICA_MAX_LAG_MS",
     "APP_NAME",
 ];
 
@@ -373,7 +377,9 @@ impl DbConfig {
                 "DB_CONNECTION_STRING does not start with postgres:// or postgresql://".to_owned(),
             ),
             Some(s) => {
-                return from_string(&s, base).map(|c| Configuration::Configured(Box::new(c)))
+                let primary = from_string("DB_CONNECTION_STRING", &s, base.clone())?;
+                return with_replicas(primary, &mut get, base)
+                    .map(|c| Configuration::Configured(Box::new(c)));
             }
         }
 
@@ -392,7 +398,7 @@ impl DbConfig {
                     .and_then(|h| h.strip_suffix(']'))
                     .unwrap_or(host);
                 let ssl_mode = base.ssl_env.unwrap_or(SslMode::Prefer);
-                return Ok(Configuration::Configured(Box::new(DbConfig {
+                let primary = DbConfig {
                     user: get("DB_USER").map_or_else(|| "postgres".to_owned(), |u| u.trim().into()),
                     password: Some(Password(p.clone())),
                     hosts: vec![HostPort {
@@ -402,8 +408,8 @@ impl DbConfig {
                     dbname: get("DB_NAME")
                         .map_or_else(|| "pronghorn".to_owned(), |d| d.trim().into()),
                     ssl_mode,
-                    ssl_root_cert: base.ssl_root_cert,
-                    application_name: base.app_name.unwrap_or_else(default_app_name),
+                    ssl_root_cert: base.ssl_root_cert.clone(),
+                    application_name: base.app_name.clone().unwrap_or_else(default_app_name),
                     target_session_attrs: TargetSessionAttrs::Any,
                     options: None,
                     connect_timeout: None,
@@ -413,8 +419,12 @@ impl DbConfig {
                     hash_concurrency: base.hash_concurrency,
                     transaction_retries: base.transaction_retries,
                     tcp: base.tcp,
+                    replicas: Vec::new(),
+                    replica_max_lag: Duration::ZERO,
                     source: ConfigSource::Parts,
-                })));
+                };
+                return with_replicas(primary, &mut get, base)
+                    .map(|c| Configuration::Configured(Box::new(c)));
             }
         }
         Ok(Configuration::NotConfigured {
@@ -505,6 +515,24 @@ impl DbConfig {
         self.tcp
     }
 
+    /// The read replicas (`DB_READ_REPLICA_URLS`), each with its own pool.
+    pub fn replicas(&self) -> &[DbConfig] {
+        &self.replicas
+    }
+
+    /// Replicas lagging further behind than this are skipped
+    /// (`DB_REPLICA_MAX_LAG_MS`, default 5 s).
+    pub fn replica_max_lag(&self) -> Duration {
+        self.replica_max_lag
+    }
+
+    /// The same configuration with these read replicas.
+    pub fn with_replicas(mut self, replicas: Vec<DbConfig>, max_lag: Duration) -> Self {
+        self.replicas = replicas;
+        self.replica_max_lag = max_lag;
+        self
+    }
+
     /// Which variables the connection settings came from.
     pub fn source(&self) -> ConfigSource {
         self.source
@@ -584,6 +612,15 @@ impl fmt::Debug for DbConfig {
             .field("slow_call", &self.slow_call)
             .field("auto_migrate", &self.auto_migrate)
             .field("hash_concurrency", &self.hash_concurrency)
+            .field(
+                "replicas",
+                &self
+                    .replicas
+                    .iter()
+                    .map(DbConfig::redacted_target)
+                    .collect::<Vec<_>>(),
+            )
+            .field("replica_max_lag", &self.replica_max_lag)
             .field("source", &self.source)
             .finish_non_exhaustive()
     }
@@ -595,6 +632,7 @@ impl fmt::Display for DbConfig {
     }
 }
 
+#[derive(Clone)]
 struct Base {
     pool: PoolSettings,
     ssl_env: Option<SslMode>,
@@ -607,15 +645,63 @@ struct Base {
     tcp: TcpSettings,
 }
 
+/// Adds the read replicas of `DB_READ_REPLICA_URLS` (comma-separated
+/// strings, each under the primary string's rules; a string holding a
+/// `your_` placeholder is skipped) and `DB_REPLICA_MAX_LAG_MS` (default 5000).
+fn with_replicas(
+    mut primary: DbConfig,
+    get: &mut impl FnMut(&str) -> Option<String>,
+    base: Base,
+) -> Result<DbConfig, ConfigError> {
+    const VAR: &str = "DB_READ_REPLICA_URLS";
+    primary.replica_max_lag = match get("DB_REPLICA_MAX_LAG_MS") {
+        None => Duration::from_millis(5000),
+        Some(v) => Duration::from_millis(parse_u64("DB_REPLICA_MAX_LAG_MS", &v)?),
+    };
+    if let Some(list) = get(VAR) {
+        for url in split_urls(&list) {
+            if url.to_ascii_lowercase().contains(PLACEHOLDER) {
+                continue;
+            }
+            if conninfo::strip_scheme(&url).is_none() {
+                return Err(ConfigError::new(
+                    VAR,
+                    "each entry must start with postgres:// or postgresql://",
+                ));
+            }
+            primary.replicas.push(from_string(VAR, &url, base.clone())?);
+        }
+    }
+    Ok(primary)
+}
+
+/// Splits a comma-separated list of connection strings. A comma starts a
+/// new entry only when a scheme follows it, so that a multi-host string
+/// (`postgres://u@h1:5432,h2:5433/db`) stays whole.
+fn split_urls(list: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for piece in list.split(',') {
+        let starts_entry = conninfo::strip_scheme(piece.trim()).is_some();
+        match out.last_mut() {
+            Some(current) if !starts_entry => {
+                current.push(',');
+                current.push_str(piece.trim_end());
+            }
+            _ => out.push(piece.trim().to_owned()),
+        }
+    }
+    out.retain(|u| !u.is_empty());
+    out
+}
+
 fn default_app_name() -> String {
     "pronghorn".to_owned()
 }
 
-fn from_string(s: &str, base: Base) -> Result<DbConfig, ConfigError> {
-    const VAR: &str = "DB_CONNECTION_STRING";
-    let parsed = conninfo::parse(s).map_err(|e| ConfigError::new(VAR, e.0))?;
+fn from_string(var: &'static str, s: &str, base: Base) -> Result<DbConfig, ConfigError> {
+    let parsed = conninfo::parse(s).map_err(|e| ConfigError::new(var, e.0))?;
     if parsed.hosts.is_empty() {
-        return Err(ConfigError::new(VAR, "it names no host"));
+        return Err(ConfigError::new(var, "it names no host"));
     }
     let mut ssl_mode = None;
     let mut ssl_root_cert = None;
@@ -629,7 +715,7 @@ fn from_string(s: &str, base: Base) -> Result<DbConfig, ConfigError> {
                 ssl_mode = Some(
                     value
                         .parse::<SslMode>()
-                        .map_err(|p| ConfigError::new(VAR, p))?,
+                        .map_err(|p| ConfigError::new(var, p))?,
                 )
             }
             "sslrootcert" => ssl_root_cert = Some(PathBuf::from(value)),
@@ -638,7 +724,7 @@ fn from_string(s: &str, base: Base) -> Result<DbConfig, ConfigError> {
             "connect_timeout" => {
                 let secs = value.parse::<u64>().map_err(|_| {
                     ConfigError::new(
-                        VAR,
+                        var,
                         format!("connect_timeout '{value}' is not a number of seconds"),
                     )
                 })?;
@@ -650,7 +736,7 @@ fn from_string(s: &str, base: Base) -> Result<DbConfig, ConfigError> {
                     "read-write" => TargetSessionAttrs::ReadWrite,
                     other => {
                         return Err(ConfigError::new(
-                            VAR,
+                            var,
                             format!("target_session_attrs '{other}' is not any or read-write"),
                         ))
                     }
@@ -658,7 +744,7 @@ fn from_string(s: &str, base: Base) -> Result<DbConfig, ConfigError> {
             }
             other => {
                 return Err(ConfigError::new(
-                    VAR,
+                    var,
                     format!(
                         "unsupported parameter '{other}' (supported: sslmode, sslrootcert, \
                          application_name, options, connect_timeout, target_session_attrs)"
@@ -687,6 +773,8 @@ fn from_string(s: &str, base: Base) -> Result<DbConfig, ConfigError> {
         hash_concurrency: base.hash_concurrency,
         transaction_retries: base.transaction_retries,
         tcp: base.tcp,
+        replicas: Vec::new(),
+        replica_max_lag: Duration::ZERO,
         source: ConfigSource::ConnectionString,
     })
 }
@@ -1123,6 +1211,41 @@ mod tests {
         assert!(!all.contains("p4rtsecret"), "{all}");
         let e = error(&[("DB_CONNECTION_STRING", "postgres://u:s3cretpw@h:bad/x")]);
         assert!(!format!("{e} {e:?}").contains("s3cretpw"));
+    }
+
+    #[test]
+    fn read_replicas_parse_with_the_primary_rules() {
+        let c = configured(&[
+            ("DB_CONNECTION_STRING", "postgres://u:pw@primary/db"),
+            (
+                "DB_READ_REPLICA_URLS",
+                "postgres://r:s3cret@replica1:5433/db, postgresql://r@h1:1,h2:2/db?sslmode=disable,postgres://your_user@x/db",
+            ),
+            ("DB_REPLICA_MAX_LAG_MS", "1500"),
+        ]);
+        let targets: Vec<String> = c.replicas().iter().map(|r| r.redacted_target()).collect();
+        assert_eq!(
+            targets,
+            vec![
+                "postgres://r:***@replica1:5433/db",
+                "postgres://r@h1:1,h2:2/db"
+            ]
+        );
+        assert_eq!(c.replicas()[1].ssl_mode(), SslMode::Disable);
+        assert_eq!(c.replica_max_lag(), Duration::from_millis(1500));
+        assert!(!format!("{c:?}").contains("s3cret"));
+        let c = configured(PARTS);
+        assert!(c.replicas().is_empty());
+        assert_eq!(c.replica_max_lag(), Duration::from_millis(5000));
+        let mut vars = PARTS.to_vec();
+        vars.push(("DB_READ_REPLICA_URLS", "postgres://r@h:bad/db"));
+        assert_eq!(error(&vars).variable, "DB_READ_REPLICA_URLS");
+        let mut vars = PARTS.to_vec();
+        vars.push(("DB_READ_REPLICA_URLS", "mysql://r@h/db"));
+        assert_eq!(error(&vars).variable, "DB_READ_REPLICA_URLS");
+        let mut vars = PARTS.to_vec();
+        vars.push(("DB_REPLICA_MAX_LAG_MS", "soon"));
+        assert_eq!(error(&vars).variable, "DB_REPLICA_MAX_LAG_MS");
     }
 
     #[test]

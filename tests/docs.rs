@@ -17,9 +17,19 @@ fn every_variable_is_documented() {
             example.lines().any(|l| l.starts_with(&format!("{var}="))),
             "{var} is missing from .env.example"
         );
-        assert!(readme.contains(&format!("`{var}`")), "{var} is missing from the README");
+        assert!(
+            readme.contains(&format!("`{var}`")),
+            "{var} is missing from the README"
+        );
     }
-    for var in ["SEED_PASSWORD", "APP_ENV", "NODE_ENV", "HOST", "PORT", "API_BASE_PATH"] {
+    for var in [
+        "SEED_PASSWORD",
+        "APP_ENV",
+        "NODE_ENV",
+        "HOST",
+        "PORT",
+        "API_BASE_PATH",
+    ] {
         assert!(
             example.lines().any(|l| l.starts_with(&format!("{var}="))),
             "{var} is missing from .env.example"

@@ -53,6 +53,10 @@ impl HealthStore for DisabledStore {
         Err(Error::Disabled)
     }
 
+    fn replica_status(&self) -> Vec<super::replicas::ReplicaStatus> {
+        Vec::new()
+    }
+
     fn pool_stats(&self) -> Option<PoolStats> {
         None
     }

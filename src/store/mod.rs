@@ -8,6 +8,7 @@ pub mod conversations;
 mod disabled;
 pub mod password_resets;
 mod pg;
+pub mod replicas;
 pub mod sessions;
 pub mod tokens;
 pub mod users;
@@ -66,6 +67,10 @@ pub trait HealthStore: Send + Sync {
     ///
     /// Fails with [`crate::Error::Disabled`] or [`crate::Error::Unavailable`].
     async fn migrations(&self) -> Result<Vec<crate::migrate::MigrationState>>;
+
+    /// Each read replica's last known state and lag (empty when there are
+    /// none, or nothing is configured).
+    fn replica_status(&self) -> Vec<replicas::ReplicaStatus>;
 
     /// The pool's figures, or `None` when nothing is configured.
     fn pool_stats(&self) -> Option<PoolStats>;

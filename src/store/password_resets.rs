@@ -401,7 +401,7 @@ impl PasswordResetStore for PgStore {
                 .transpose()?;
             let size = page.size();
             let rows = self
-                .with_conn(move |conn| {
+                .with_read_conn(move |conn| {
                     Box::pin(async move { repo::list_pending(conn, after, size + 1).await })
                 })
                 .await?;

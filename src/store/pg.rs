@@ -1,5 +1,6 @@
 //! [`PgStore`]: the store backed by PostgreSQL through the bb8 pool.
 
+use super::replicas::{ReplicaStatus, Replicas};
 use super::{HealthStore, ServerInfo};
 use crate::config::DbConfig;
 use crate::error::{Error, Result};
@@ -33,6 +34,7 @@ pub struct PgStore {
     target: String,
     health: Arc<Health>,
     turns: Arc<tokio::sync::Semaphore>,
+    replicas: Replicas,
     passwords: Passwords,
 }
 
@@ -67,6 +69,7 @@ impl PgStore {
             pool: RwLock::new(Some(pool)),
             target: config.redacted_target(),
             turns: pool::queue(config.pool().max_size),
+            replicas: Replicas::new(&config)?,
             passwords: Passwords::new(config.hash_concurrency()),
             config,
             health,
@@ -113,6 +116,37 @@ impl PgStore {
             self.health.mark_connected();
         }
         result
+    }
+
+    /// A connection for a read that may lag behind the primary: to a healthy
+    /// read replica within `DB_REPLICA_MAX_LAG_MS` when there is one, taken
+    /// in turn, else to the primary. Never use it for a read that must see
+    /// the caller's own write.
+    ///
+    /// Fails with [`Error::Unavailable`] only when the primary is unavailable
+    /// too.
+    pub async fn read_conn(&self) -> Result<PooledConn> {
+        match self.replicas.checkout().await {
+            Some((_, conn)) => Ok(conn),
+            None => self.conn().await,
+        }
+    }
+
+    /// Runs `f` on a [`PgStore::read_conn`] connection; when the replica
+    /// turns out unreachable mid-read, it is skipped and `f` runs again on
+    /// the primary, so the caller sees no error.
+    pub(crate) async fn with_read_conn<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send,
+        F: for<'c> Fn(&'c mut AsyncPgConnection) -> BoxFuture<'c, Result<R>> + Send + Sync,
+    {
+        if let Some((i, mut conn)) = self.replicas.checkout().await {
+            match f(&mut conn).await {
+                Err(e) if e.is_unavailable() => self.replicas.failed(i),
+                other => return other,
+            }
+        }
+        self.with_conn(|c| f(c)).await
     }
 
     /// Runs `f` in one transaction on a pooled connection: committed when
@@ -273,6 +307,10 @@ impl HealthStore for PgStore {
         observed!(self.slow(), "migrations", crate::migrate::list(self))
     }
 
+    fn replica_status(&self) -> Vec<ReplicaStatus> {
+        self.replicas.status()
+    }
+
     fn pool_stats(&self) -> Option<PoolStats> {
         Some(self.pool().map(|p| pool::stats(&p)).unwrap_or_default())
     }
@@ -280,6 +318,7 @@ impl HealthStore for PgStore {
     async fn close(&self) {
         let pool = self.pool.write().ok().and_then(|mut p| p.take());
         self.turns.close();
+        self.replicas.close();
         if pool.is_some() {
             tracing::info!(db = %self.target, "database pool closed");
         }

@@ -678,7 +678,8 @@ impl UserStore for PgStore {
                 .transpose()?;
             let size = page.size();
             let rows = self
-                .with_conn(move |conn| {
+                .with_read_conn(move |conn| {
+                    let filter = filter.clone();
                     Box::pin(async move { repo::list(conn, &filter, after, size + 1).await })
                 })
                 .await?;
@@ -1034,7 +1035,7 @@ impl UserStore for PgStore {
     async fn count_users_by_role(&self) -> Result<Vec<RoleCount>> {
         observed!(self.slow(), "count_users_by_role", async {
             let rows = self
-                .with_conn(|conn| Box::pin(repo::count_by_role(conn)))
+                .with_read_conn(|conn| Box::pin(repo::count_by_role(conn)))
                 .await?;
             Ok(rows
                 .into_iter()
@@ -1076,7 +1077,8 @@ impl AuditStore for PgStore {
             let size = page.size();
             let query = query.clone();
             let rows = self
-                .with_conn(move |conn| {
+                .with_read_conn(move |conn| {
+                    let query = query.clone();
                     Box::pin(async move { audit_repo::list(conn, &query, after, size + 1).await })
                 })
                 .await?;

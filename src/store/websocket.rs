@@ -456,7 +456,7 @@ impl WebsocketStore for PgStore {
                 .transpose()?;
             let size = page.size();
             let rows = self
-                .with_conn(move |conn| Box::pin(repo::active(conn, after, size + 1)))
+                .with_read_conn(move |conn| Box::pin(repo::active(conn, after, size + 1)))
                 .await?;
             Ok(paginate(rows, size, scope, repo::cursor_of))
         })
@@ -464,7 +464,8 @@ impl WebsocketStore for PgStore {
 
     async fn websocket_stats(&self) -> Result<WebsocketConnectionStats> {
         observed!(self.slow(), "websocket_stats", async {
-            self.with_conn(|conn| Box::pin(repo::stats(conn))).await
+            self.with_read_conn(|conn| Box::pin(repo::stats(conn)))
+                .await
         })
     }
 

@@ -78,6 +78,58 @@ impl Cluster {
         cluster
     }
 
+    /// Creates and starts a streaming standby of `primary`
+    /// (`pg_basebackup -R`), on its own free port.
+    pub fn start_standby(primary: &Cluster) -> Cluster {
+        let root = std::env::temp_dir().join(format!(
+            "pronghorn-standby-{}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::create_dir_all(&root).expect("standby folder");
+        if primary.as_postgres {
+            let ok = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&root)
+                .status()
+                .expect("chown")
+                .success();
+            assert!(ok, "chown of the standby folder failed");
+        }
+        let standby = Cluster {
+            port: free_port(),
+            bindir: primary.bindir.clone(),
+            as_postgres: primary.as_postgres,
+            root,
+        };
+        let port = primary.port.to_string();
+        standby.run(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-D",
+                &standby.data(),
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "--no-sync",
+            ],
+        );
+        standby.pg_ctl_start();
+        standby
+    }
+
+    /// Promotes this standby to a primary and waits until it accepts writes.
+    pub fn promote(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-w", "promote"]);
+    }
+
     fn data(&self) -> String {
         self.root.join("data").to_string_lossy().into_owned()
     }
