@@ -327,3 +327,36 @@ async fn two_migrators_at_once_both_succeed_and_apply_each_migration_once() {
     );
     assert_eq!(count(&db, "SELECT count(*) FROM migrations").await, 18);
 }
+
+#[tokio::test]
+async fn status_shows_each_replica_with_its_password_redacted() {
+    let db = TestDb::migrated().await;
+    let url = db.url();
+    // The server itself stands in for a replica (it is not in recovery, so
+    // its lag is zero); the second entry is unreachable.
+    let replica = url.replacen("postgres@", "postgres:r3plicapw@", 1);
+    let replicas = format!("{replica},postgres://u:other@127.0.0.1:1/x");
+    let out = run(
+        &[
+            ("DB_CONNECTION_STRING", &url),
+            ("DB_READ_REPLICA_URLS", &replicas),
+        ],
+        &["status"],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the primary answers: {stdout}{stderr}"
+    );
+    let shown = replica.replacen("r3plicapw", "***", 1);
+    assert!(
+        stdout.contains(&format!("replica:    {shown} (healthy, lag 0 ms)")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("replica:    postgres://u:***@127.0.0.1:1/x (skipped, lag unknown)"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("r3plicapw") && !stderr.contains("r3plicapw"));
+}

@@ -316,6 +316,7 @@ async fn health_detailed(State(state): State<AppState>) -> Response {
             "configured": store.is_configured(),
             "connected": connected,
             "poolStats": store.pool_stats(),
+            "replicas": store.replica_status(),
             "version": info.map(|i| i.version),
             "migrations": migrations.map(|m| json!({
                 "applied": m.iter().filter(|m| m.applied).count(),

@@ -239,6 +239,8 @@ struct StatusReport {
     server_version: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pool: Option<pronghorn_db::PoolStats>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    replicas: Vec<pronghorn_db::store::replicas::ReplicaStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     migrations_applied: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -255,6 +257,7 @@ async fn status(configuration: Configuration, json: bool) -> Result<(), Failure>
             target: None,
             server_version: None,
             pool: None,
+            replicas: Vec::new(),
             migrations_applied: None,
             migrations_pending: None,
         },
@@ -269,6 +272,7 @@ async fn status(configuration: Configuration, json: bool) -> Result<(), Failure>
                 }
             };
             let migrations = migrate::list(&store).await?;
+            let replicas = store.check_replicas().await;
             let applied = migrations.iter().filter(|m| m.applied).count();
             let report = StatusReport {
                 status: "connected",
@@ -278,6 +282,7 @@ async fn status(configuration: Configuration, json: bool) -> Result<(), Failure>
                 target: store.target(),
                 server_version: Some(info.version),
                 pool: store.pool_stats(),
+                replicas,
                 migrations_applied: Some(applied),
                 migrations_pending: Some(migrations.len() - applied),
             };
@@ -305,6 +310,13 @@ async fn status(configuration: Configuration, json: bool) -> Result<(), Failure>
             "pool:       size {}, idle {}, in use {}, waiting {}, min idle {}, max {}",
             p.size, p.idle, p.in_use, p.waiting, p.min_idle, p.max
         );
+    }
+    for r in &report.replicas {
+        let state = if r.healthy { "healthy" } else { "skipped" };
+        let lag = r
+            .lag_ms
+            .map_or_else(|| "unknown".to_owned(), |l| format!("{l} ms"));
+        println!("replica:    {} ({state}, lag {lag})", r.target);
     }
     if let (Some(a), Some(p)) = (report.migrations_applied, report.migrations_pending) {
         println!("migrations: {a} applied, {p} pending");

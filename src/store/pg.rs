@@ -132,6 +132,12 @@ impl PgStore {
         }
     }
 
+    /// Measures every read replica now (reachable? lag?) and returns their
+    /// states, as [`HealthStore::replica_status`] then reports them.
+    pub async fn check_replicas(&self) -> Vec<ReplicaStatus> {
+        self.replicas.check_all().await
+    }
+
     /// Runs `f` on a [`PgStore::read_conn`] connection; when the replica
     /// turns out unreachable mid-read, it is skipped and `f` runs again on
     /// the primary, so the caller sees no error.

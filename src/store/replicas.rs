@@ -135,6 +135,13 @@ impl Replica {
         healthy
     }
 
+    /// Forgets the last measurement, so that the next use measures again.
+    fn expire(&self) {
+        if let Ok(mut m) = self.measured.lock() {
+            m.checked_at = None;
+        }
+    }
+
     fn mark_down(&self) {
         if let Ok(mut m) = self.measured.lock() {
             m.healthy = false;
@@ -201,6 +208,15 @@ impl Replicas {
             }
         }
         None
+    }
+
+    /// Measures every replica now, together, and returns their states.
+    pub(crate) async fn check_all(&self) -> Vec<ReplicaStatus> {
+        for r in &self.list {
+            r.expire();
+        }
+        futures_util::future::join_all(self.list.iter().map(|r| r.usable(self.max_lag))).await;
+        self.status()
     }
 
     /// Marks replica `i` down after a read on it failed to reach it.
