@@ -2,6 +2,7 @@
 //! conversation also filters on its owner, so a conversation of another user
 //! is indistinguishable from a missing one. Inputs are already validated.
 
+use super::sql::{clock_timestamp, coalesce_ts};
 use crate::error::{Error, Result};
 use crate::models::conversations::NewConversationRow;
 use crate::models::{Conversation, UserId};
@@ -9,21 +10,8 @@ use crate::page::Cursor;
 use crate::schema::{conversations, messages};
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Nullable, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
-
-diesel::define_sql_function! {
-    /// SQL `coalesce(timestamptz, timestamptz)`.
-    #[sql_name = "coalesce"]
-    fn coalesce_ts(x: Nullable<Timestamptz>, y: Timestamptz) -> Timestamptz;
-}
-
-diesel::define_sql_function! {
-    /// SQL `clock_timestamp()`: the wall-clock time when it is evaluated
-    /// (unlike `now()`, which is fixed at the start of the transaction).
-    fn clock_timestamp() -> Timestamptz;
-}
 
 /// Listings are ordered by creation time; rows whose `created_at` is NULL
 /// (possible in adopted data) sort as the epoch.

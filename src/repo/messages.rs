@@ -2,7 +2,8 @@
 //! caller (see [`super::conversations::touch`] and
 //! [`super::conversations::check_owned`]). Inputs are already validated.
 
-use super::conversations::{coalesce_ts, epoch};
+use super::conversations::epoch;
+use super::sql::coalesce_ts;
 use crate::error::{Error, Result};
 use crate::models::messages::NewMessageRow;
 use crate::models::Message;

@@ -9,5 +9,6 @@ pub mod messages;
 pub mod password_resets;
 pub mod refresh_tokens;
 pub mod sessions;
+pub mod sql;
 pub mod users;
 pub mod websocket;

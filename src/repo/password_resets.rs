@@ -5,6 +5,7 @@
 //! clock (`now()`).
 
 use super::clock;
+use super::sql::lower;
 use crate::error::Result;
 use crate::models::{PasswordResetRequest, UserId};
 use crate::page::Cursor;
@@ -15,15 +16,9 @@ use crate::views::{pending_password_resets as pending, PendingPasswordReset};
 use diesel::dsl::now;
 use diesel::pg::data_types::PgInterval;
 use diesel::prelude::*;
-use diesel::sql_types::Varchar;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use ipnet::IpNet;
 use uuid::Uuid;
-
-diesel::define_sql_function! {
-    /// SQL `lower(text)`.
-    fn lower(x: Varchar) -> Varchar;
-}
 
 /// A user's reset-attempt counter, read under a row lock.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,7 @@
 //! Queries on `users`. Each function takes a connection, so any set of them
 //! composes inside one transaction. Inputs are already validated.
 
+use super::sql::{coalesce_ts, lower};
 use crate::error::{Error, Result};
 use crate::models::users::{NewUserRow, ProfileChanges};
 use crate::models::{User, UserId};
@@ -8,19 +9,7 @@ use crate::page::Cursor;
 use crate::schema::users;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Nullable, Timestamptz, Varchar};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-
-diesel::define_sql_function! {
-    /// SQL `lower(text)`.
-    fn lower(x: Varchar) -> Varchar;
-}
-
-diesel::define_sql_function! {
-    /// SQL `coalesce(timestamptz, timestamptz)`.
-    #[sql_name = "coalesce"]
-    fn coalesce_ts(x: Nullable<Timestamptz>, y: Timestamptz) -> Timestamptz;
-}
 
 /// The filters of a user listing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! function. Inputs are already validated; IP addresses arrive as every
 //! form under which the address may be stored (see the store).
 
+use super::sql::coalesce_jsonb;
 use crate::error::{Error, Result};
 use crate::functions::cleanup_old_websocket_connections;
 use crate::models::websocket_connections::NewWebsocketConnectionRow;
@@ -14,16 +15,9 @@ use crate::views::{
 };
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{Jsonb, Nullable};
 use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use ipnet::IpNet;
-
-diesel::define_sql_function! {
-    /// SQL `coalesce(jsonb, jsonb)`.
-    #[sql_name = "coalesce"]
-    fn coalesce_jsonb(x: Nullable<Jsonb>, y: Jsonb) -> Jsonb;
-}
 
 fn not_found() -> Error {
     Error::NotFound {
@@ -126,9 +120,10 @@ pub async fn disconnect(
     connection_id: &str,
 ) -> Result<WebsocketConnection> {
     diesel::update(ws::table.filter(ws::connection_id.eq(connection_id)))
-        .set(ws::disconnected_at.eq(
-            super::conversations::coalesce_ts(ws::disconnected_at, diesel::dsl::now).nullable(),
-        ))
+        .set(
+            ws::disconnected_at
+                .eq(super::sql::coalesce_ts(ws::disconnected_at, diesel::dsl::now).nullable()),
+        )
         .returning(WebsocketConnection::as_returning())
         .get_result(conn)
         .await

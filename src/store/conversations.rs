@@ -2,13 +2,14 @@
 //! store, its input types, and its implementations for [`PgStore`] and
 //! [`DisabledStore`].
 
+use super::pg::ReadFrom;
 use super::{DisabledStore, PgStore};
 use crate::error::{Error, Result};
 use crate::models::conversations::NewConversationRow;
 use crate::models::messages::NewMessageRow;
 use crate::models::{Conversation, Message, UserId};
 use crate::observe::observed;
-use crate::page::{paginate, Cursor, Page, PageRequest};
+use crate::page::{Page, PageRequest};
 use crate::repo::conversations as repo;
 use crate::repo::messages::{self as message_repo, MessageOrder};
 use crate::validate;
@@ -363,13 +364,6 @@ fn messages_scope(owner: UserId, conversation: Uuid, order: MessageOrder) -> u64
     ])
 }
 
-fn decode(page: &PageRequest, scope: u64) -> Result<Option<Cursor>> {
-    page.cursor
-        .as_deref()
-        .map(|c| Cursor::decode(c, scope))
-        .transpose()
-}
-
 /// An insert naming an owner that does not exist is a missing user, not a
 /// conflict the caller could resolve.
 fn missing_owner(e: Error) -> Error {
@@ -416,12 +410,14 @@ impl ConversationStore for PgStore {
     ) -> Result<Page<Conversation>> {
         observed!(self.slow(), "list_conversations", async {
             let scope = conversations_scope(owner);
-            let after = decode(page, scope)?;
-            let size = page.size();
-            let rows = self
-                .with_conn(move |conn| Box::pin(repo::list(conn, owner, after, size + 1)))
-                .await?;
-            Ok(paginate(rows, size, scope, repo::cursor_of))
+            self.page(
+                ReadFrom::Primary,
+                page,
+                scope,
+                repo::cursor_of,
+                move |conn, after, n| Box::pin(repo::list(conn, owner, after, n)),
+            )
+            .await
         })
     }
 
@@ -538,17 +534,19 @@ impl ConversationStore for PgStore {
     ) -> Result<Page<Message>> {
         observed!(self.slow(), "list_messages", async {
             let scope = messages_scope(owner, conversation, order);
-            let after = decode(page, scope)?;
-            let size = page.size();
-            let rows = self
-                .with_conn(move |conn| {
+            self.page(
+                ReadFrom::Primary,
+                page,
+                scope,
+                message_repo::cursor_of,
+                move |conn, after, n| {
                     Box::pin(async move {
                         repo::check_owned(conn, owner, conversation).await?;
-                        message_repo::list(conn, conversation, order, after, size + 1).await
+                        message_repo::list(conn, conversation, order, after, n).await
                     })
-                })
-                .await?;
-            Ok(paginate(rows, size, scope, message_repo::cursor_of))
+                },
+            )
+            .await
         })
     }
 

@@ -20,13 +20,14 @@
 //! the response time does not tell either. The store's own work differs by
 //! two short statements between the cases.
 
+use super::pg::ReadFrom;
 use super::tokens::interval;
 use super::users::{audit, authorize, load_actor, AuditAction, RequestMeta};
 use super::{DisabledStore, PgStore};
 use crate::error::{Error, Result, TokenProblem};
 use crate::models::{User, UserId};
 use crate::observe::observed;
-use crate::page::{paginate, scope, Cursor, Page, PageRequest};
+use crate::page::{scope, Page, PageRequest};
 use crate::repo::password_resets::{self as repo, FoundRequest};
 use crate::repo::refresh_tokens as refresh_repo;
 use crate::repo::users as users_repo;
@@ -394,18 +395,14 @@ impl PasswordResetStore for PgStore {
         page: &PageRequest,
     ) -> Result<Page<PendingPasswordReset>> {
         observed!(self.slow(), "pending_password_resets", async {
-            let after = page
-                .cursor
-                .as_deref()
-                .map(|c| Cursor::decode(c, pending_scope()))
-                .transpose()?;
-            let size = page.size();
-            let rows = self
-                .with_read_conn(move |conn| {
-                    Box::pin(async move { repo::list_pending(conn, after, size + 1).await })
-                })
-                .await?;
-            Ok(paginate(rows, size, pending_scope(), repo::cursor_of))
+            self.page(
+                ReadFrom::Replica,
+                page,
+                pending_scope(),
+                repo::cursor_of,
+                |conn, after, n| Box::pin(repo::list_pending(conn, after, n)),
+            )
+            .await
         })
     }
 }

@@ -5,6 +5,7 @@ use super::{HealthStore, ServerInfo};
 use crate::config::DbConfig;
 use crate::error::{Error, Result};
 use crate::observe::observed;
+use crate::page::{paginate, Cursor, Page, PageRequest};
 use crate::password::Passwords;
 use crate::pool::{self, DbPool, Health, PoolStats, PooledConn};
 use async_trait::async_trait;
@@ -13,6 +14,15 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::future::BoxFuture;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+/// Where a listing reads from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadFrom {
+    /// The primary: for reads that must see the caller's own writes.
+    Primary,
+    /// A healthy replica when there is one (else the primary).
+    Replica,
+}
 
 /// A transaction isolation level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +163,43 @@ impl PgStore {
             }
         }
         self.with_conn(|c| f(c)).await
+    }
+
+    /// One page of a keyset listing: decodes the cursor (which must belong
+    /// to `scope`), asks `fetch` for one row more than the page size, and
+    /// builds the page with the next cursor.
+    ///
+    /// Fails with [`Error::Validation`] on `cursor` for a cursor of another
+    /// listing, and otherwise as `fetch` does.
+    pub(crate) async fn page<T, F>(
+        &self,
+        from: ReadFrom,
+        page: &PageRequest,
+        scope: u64,
+        key: fn(&T) -> Cursor,
+        fetch: F,
+    ) -> Result<Page<T>>
+    where
+        T: Send,
+        F: for<'c> Fn(
+                &'c mut AsyncPgConnection,
+                Option<Cursor>,
+                i64,
+            ) -> BoxFuture<'c, Result<Vec<T>>>
+            + Send
+            + Sync,
+    {
+        let after = page
+            .cursor
+            .as_deref()
+            .map(|c| Cursor::decode(c, scope))
+            .transpose()?;
+        let size = page.size();
+        let rows = match from {
+            ReadFrom::Replica => self.with_read_conn(|c| fetch(c, after, size + 1)).await?,
+            ReadFrom::Primary => self.with_conn(|c| fetch(c, after, size + 1)).await?,
+        };
+        Ok(paginate(rows, size, scope, key))
     }
 
     /// Runs `f` in one transaction on a pooled connection: committed when

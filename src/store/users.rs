@@ -2,13 +2,14 @@
 //! [`AuditStore`] parts of the store, their input types, and their
 //! implementations for [`PgStore`] and [`DisabledStore`].
 
+use super::pg::ReadFrom;
 use super::{DisabledStore, PgStore};
 use crate::error::{Error, Result};
 use crate::models::user_audit_log::NewAuditEntry;
 use crate::models::users::{NewUserRow, ProfileChanges};
 use crate::models::{AuditLogEntry, Role, User, UserId};
 use crate::observe::observed;
-use crate::page::{paginate, Cursor, Page, PageRequest};
+use crate::page::{Page, PageRequest};
 use crate::password::Verified;
 use crate::repo::audit::{self as audit_repo, AuditQuery};
 use crate::repo::users::{self as repo, UserFilter};
@@ -671,19 +672,17 @@ impl UserStore for PgStore {
                 filter.search = (!term.is_empty()).then(|| term.to_owned());
             }
             let scope = filter.scope();
-            let after = page
-                .cursor
-                .as_deref()
-                .map(|c| Cursor::decode(c, scope))
-                .transpose()?;
-            let size = page.size();
-            let rows = self
-                .with_read_conn(move |conn| {
+            self.page(
+                ReadFrom::Replica,
+                page,
+                scope,
+                repo::cursor_of,
+                move |conn, after, n| {
                     let filter = filter.clone();
-                    Box::pin(async move { repo::list(conn, &filter, after, size + 1).await })
-                })
-                .await?;
-            Ok(paginate(rows, size, scope, repo::cursor_of))
+                    Box::pin(async move { repo::list(conn, &filter, after, n).await })
+                },
+            )
+            .await
         })
     }
 
@@ -1069,20 +1068,18 @@ impl AuditStore for PgStore {
                 validate::required("action", a, 100)?;
             }
             let scope = query.scope();
-            let after = page
-                .cursor
-                .as_deref()
-                .map(|c| Cursor::decode(c, scope))
-                .transpose()?;
-            let size = page.size();
             let query = query.clone();
-            let rows = self
-                .with_read_conn(move |conn| {
+            self.page(
+                ReadFrom::Replica,
+                page,
+                scope,
+                audit_repo::cursor_of,
+                move |conn, after, n| {
                     let query = query.clone();
-                    Box::pin(async move { audit_repo::list(conn, &query, after, size + 1).await })
-                })
-                .await?;
-            Ok(paginate(rows, size, scope, audit_repo::cursor_of))
+                    Box::pin(async move { audit_repo::list(conn, &query, after, n).await })
+                },
+            )
+            .await
         })
     }
 }

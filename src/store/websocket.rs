@@ -2,12 +2,13 @@
 //! input type, and its implementations for [`PgStore`] and
 //! [`DisabledStore`].
 
+use super::pg::ReadFrom;
 use super::{DisabledStore, PgStore};
 use crate::error::{Error, Result};
 use crate::models::websocket_connections::NewWebsocketConnectionRow;
 use crate::models::{UserId, WebsocketConnection};
 use crate::observe::observed;
-use crate::page::{paginate, Cursor, Page, PageRequest};
+use crate::page::{Page, PageRequest};
 use crate::repo::websocket as repo;
 use crate::validate;
 use crate::views::{ActiveWebsocketConnection, WebsocketConnectionStats};
@@ -448,17 +449,14 @@ impl WebsocketStore for PgStore {
         page: &PageRequest,
     ) -> Result<Page<ActiveWebsocketConnection>> {
         observed!(self.slow(), "active_websocket_connections", async {
-            let scope = active_scope();
-            let after = page
-                .cursor
-                .as_deref()
-                .map(|c| Cursor::decode(c, scope))
-                .transpose()?;
-            let size = page.size();
-            let rows = self
-                .with_read_conn(move |conn| Box::pin(repo::active(conn, after, size + 1)))
-                .await?;
-            Ok(paginate(rows, size, scope, repo::cursor_of))
+            self.page(
+                ReadFrom::Replica,
+                page,
+                active_scope(),
+                repo::cursor_of,
+                |conn, after, n| Box::pin(repo::active(conn, after, n)),
+            )
+            .await
         })
     }
 
