@@ -1,9 +1,9 @@
 //! Conversations and their messages: the [`ConversationStore`] part of the
 //! store, its input types, and its implementations for [`PgStore`] and
-//! [`DisabledStore`].
+//! [`DisabledStore`](crate::DisabledStore).
 
 use super::pg::ReadFrom;
-use super::{DisabledStore, PgStore};
+use super::PgStore;
 use crate::error::{Error, Result};
 use crate::models::conversations::NewConversationRow;
 use crate::models::messages::NewMessageRow;
@@ -118,7 +118,7 @@ pub struct TokenUsage {
 /// ([`Error::Validation`] naming the field). A conversation is only visible
 /// to its owner: naming another user's conversation fails with
 /// [`Error::NotFound`], exactly as a missing one does, so ids cannot be
-/// probed. On [`DisabledStore`] every method fails with [`Error::Disabled`];
+/// probed. On [`DisabledStore`](crate::DisabledStore) every method fails with [`Error::Disabled`];
 /// on any store a lost connection is [`Error::Unavailable`].
 #[async_trait]
 pub trait ConversationStore: Send + Sync {
@@ -572,56 +572,19 @@ impl ConversationStore for PgStore {
     }
 }
 
-#[async_trait]
-impl ConversationStore for DisabledStore {
-    async fn create_conversation(&self, _: NewConversation) -> Result<Conversation> {
-        Err(Error::Disabled)
-    }
-    async fn conversation(&self, _: UserId, _: Uuid) -> Result<Conversation> {
-        Err(Error::Disabled)
-    }
-    async fn list_conversations(&self, _: UserId, _: &PageRequest) -> Result<Page<Conversation>> {
-        Err(Error::Disabled)
-    }
-    async fn rename_conversation(
-        &self,
-        _: UserId,
-        _: Uuid,
-        _: Option<&str>,
-    ) -> Result<Conversation> {
-        Err(Error::Disabled)
-    }
-    async fn delete_conversation(&self, _: UserId, _: Uuid) -> Result<()> {
-        Err(Error::Disabled)
-    }
-    async fn conversation_token_usage(&self, _: UserId, _: Uuid) -> Result<TokenUsage> {
-        Err(Error::Disabled)
-    }
-    async fn token_usage_by_conversation(&self, _: UserId) -> Result<Vec<TokenUsage>> {
-        Err(Error::Disabled)
-    }
-    async fn append_message(&self, _: UserId, _: Uuid, _: NewMessage) -> Result<Message> {
-        Err(Error::Disabled)
-    }
-    async fn append_messages(
-        &self,
-        _: UserId,
-        _: Uuid,
-        _: Vec<NewMessage>,
-    ) -> Result<Vec<Message>> {
-        Err(Error::Disabled)
-    }
-    async fn list_messages(
-        &self,
-        _: UserId,
-        _: Uuid,
-        _: MessageOrder,
-        _: &PageRequest,
-    ) -> Result<Page<Message>> {
-        Err(Error::Disabled)
-    }
-    async fn message_cursor(&self, _: UserId, _: Uuid, _: Uuid, _: MessageOrder) -> Result<String> {
-        Err(Error::Disabled)
+super::disabled::disabled_store! {
+    ConversationStore {
+        fn create_conversation(NewConversation) -> Result<Conversation>;
+        fn conversation(UserId, Uuid) -> Result<Conversation>;
+        fn list_conversations(UserId, &PageRequest) -> Result<Page<Conversation>>;
+        fn rename_conversation(UserId, Uuid, Option<&str>) -> Result<Conversation>;
+        fn delete_conversation(UserId, Uuid) -> Result<()>;
+        fn conversation_token_usage(UserId, Uuid) -> Result<TokenUsage>;
+        fn token_usage_by_conversation(UserId) -> Result<Vec<TokenUsage>>;
+        fn append_message(UserId, Uuid, NewMessage) -> Result<Message>;
+        fn append_messages(UserId, Uuid, Vec<NewMessage>) -> Result<Vec<Message>>;
+        fn list_messages(UserId, Uuid, MessageOrder, &PageRequest) -> Result<Page<Message>>;
+        fn message_cursor(UserId, Uuid, Uuid, MessageOrder) -> Result<String>;
     }
 }
 

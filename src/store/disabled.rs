@@ -5,6 +5,23 @@ use crate::error::{Error, Result};
 use crate::pool::PoolStats;
 use async_trait::async_trait;
 
+/// Implements a store part for [`DisabledStore`] from its method
+/// signatures: every method fails with [`Error::Disabled`], so that no
+/// write looks stored and no read looks empty.
+macro_rules! disabled_store {
+    ($part:ident { $( fn $name:ident( $($arg:ty),* ) -> $ret:ty; )* }) => {
+        #[async_trait::async_trait]
+        impl $part for $crate::store::DisabledStore {
+            $(
+                async fn $name(&self $(, _: $arg)*) -> $ret {
+                    Err($crate::error::Error::Disabled)
+                }
+            )*
+        }
+    };
+}
+pub(crate) use disabled_store;
+
 /// The store used when no database is configured. Every data method fails
 /// with [`Error::Disabled`], so that nothing looks stored that was not; the
 /// health methods report "not configured".

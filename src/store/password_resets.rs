@@ -1,6 +1,6 @@
 //! Password resets by emailed token: the [`PasswordResetStore`] part of the
 //! store, its input and output types, and its implementations for
-//! [`PgStore`] and [`DisabledStore`].
+//! [`PgStore`] and [`DisabledStore`](crate::DisabledStore).
 //!
 //! A reset token is 256 random bits handed out once ([`Token`]);
 //! `password_reset_requests` keeps only its SHA-256 digest, looked up
@@ -23,7 +23,7 @@
 use super::pg::ReadFrom;
 use super::tokens::interval;
 use super::users::{audit, authorize, load_actor, AuditAction, RequestMeta};
-use super::{DisabledStore, PgStore};
+use super::PgStore;
 use crate::error::{Error, Result, TokenProblem};
 use crate::models::{User, UserId};
 use crate::observe::observed;
@@ -110,7 +110,7 @@ pub struct ResetRequested {
 
 /// Password resets by token.
 ///
-/// On [`DisabledStore`] every method fails with [`Error::Disabled`]; on any
+/// On [`DisabledStore`](crate::DisabledStore) every method fails with [`Error::Disabled`]; on any
 /// store a lost connection is [`Error::Unavailable`].
 #[async_trait]
 pub trait PasswordResetStore: Send + Sync {
@@ -407,28 +407,11 @@ impl PasswordResetStore for PgStore {
     }
 }
 
-#[async_trait]
-impl PasswordResetStore for DisabledStore {
-    async fn request_password_reset(
-        &self,
-        _: &str,
-        _: &ResetPolicy,
-        _: &RequestMeta,
-    ) -> Result<ResetRequested> {
-        Err(Error::Disabled)
-    }
-    async fn reset_password(&self, _: &str, _: &str, _: &RequestMeta) -> Result<User> {
-        Err(Error::Disabled)
-    }
-    async fn admin_generate_password_reset(
-        &self,
-        _: UserId,
-        _: UserId,
-        _: &RequestMeta,
-    ) -> Result<ResetDelivery> {
-        Err(Error::Disabled)
-    }
-    async fn pending_password_resets(&self, _: &PageRequest) -> Result<Page<PendingPasswordReset>> {
-        Err(Error::Disabled)
+super::disabled::disabled_store! {
+    PasswordResetStore {
+        fn request_password_reset(&str, &ResetPolicy, &RequestMeta) -> Result<ResetRequested>;
+        fn reset_password(&str, &str, &RequestMeta) -> Result<User>;
+        fn admin_generate_password_reset(UserId, UserId, &RequestMeta) -> Result<ResetDelivery>;
+        fn pending_password_resets(&PageRequest) -> Result<Page<PendingPasswordReset>>;
     }
 }

@@ -1,6 +1,6 @@
 //! Express sessions in the connect-pg-simple layout: the [`SessionStore`]
 //! part of the store, the session data types, and their implementations for
-//! [`PgStore`] and [`DisabledStore`].
+//! [`PgStore`] and [`DisabledStore`](crate::DisabledStore).
 //!
 //! A Node app using express-session with connect-pg-simple and a Rust app
 //! using this store can share one `session` table: each reads and touches
@@ -11,7 +11,7 @@
 //! session's `TimeZone` exactly as connect-pg-simple does (UTC under the
 //! server's usual setting); see [`crate::repo::sessions`].
 
-use super::{DisabledStore, PgStore};
+use super::PgStore;
 use crate::error::{Error, Result};
 use crate::observe::observed;
 use crate::repo::sessions as repo;
@@ -194,7 +194,7 @@ pub struct StoredSession {
 ///
 /// Session ids are checked before any query ([`Error::Validation`] on `sid`
 /// when empty, longer than [`SID_MAX`] or holding a NUL byte). On
-/// [`DisabledStore`] every method fails with [`Error::Disabled`]; on any
+/// [`DisabledStore`](crate::DisabledStore) every method fails with [`Error::Disabled`]; on any
 /// store a lost connection is [`Error::Unavailable`].
 #[async_trait]
 pub trait SessionStore: Send + Sync {
@@ -289,22 +289,13 @@ impl SessionStore for PgStore {
     }
 }
 
-#[async_trait]
-impl SessionStore for DisabledStore {
-    async fn get_session(&self, _: &str) -> Result<Option<StoredSession>> {
-        Err(Error::Disabled)
-    }
-    async fn set_session(&self, _: &str, _: &SessionData) -> Result<DateTime<Utc>> {
-        Err(Error::Disabled)
-    }
-    async fn touch_session(&self, _: &str, _: DateTime<Utc>) -> Result<bool> {
-        Err(Error::Disabled)
-    }
-    async fn destroy_session(&self, _: &str) -> Result<bool> {
-        Err(Error::Disabled)
-    }
-    async fn delete_expired_sessions(&self) -> Result<usize> {
-        Err(Error::Disabled)
+super::disabled::disabled_store! {
+    SessionStore {
+        fn get_session(&str) -> Result<Option<StoredSession>>;
+        fn set_session(&str, &SessionData) -> Result<DateTime<Utc>>;
+        fn touch_session(&str, DateTime<Utc>) -> Result<bool>;
+        fn destroy_session(&str) -> Result<bool>;
+        fn delete_expired_sessions() -> Result<usize>;
     }
 }
 

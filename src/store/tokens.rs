@@ -1,5 +1,5 @@
 //! Refresh tokens: the [`RefreshTokenStore`] part of the store and its
-//! implementations for [`PgStore`] and [`DisabledStore`].
+//! implementations for [`PgStore`] and [`DisabledStore`](crate::DisabledStore).
 //!
 //! A refresh token is 256 random bits handed out once ([`Token`]); the table
 //! keeps only its SHA-256 digest, looked up through `unique_token_hash`.
@@ -9,7 +9,7 @@
 //! leaked: every token of its user is revoked and the call fails with
 //! [`Error::TokenReused`].
 
-use super::{DisabledStore, PgStore};
+use super::PgStore;
 use crate::error::{Error, Result, TokenProblem};
 use crate::models::{RefreshToken, UserId};
 use crate::observe::observed;
@@ -53,7 +53,7 @@ impl IssuedRefreshToken {
 ///
 /// Methods that take a presented token accept any text: text that cannot be
 /// a token this crate issued is rejected as unknown without a query. On
-/// [`DisabledStore`] every method fails with [`Error::Disabled`]; on any
+/// [`DisabledStore`](crate::DisabledStore) every method fails with [`Error::Disabled`]; on any
 /// store a lost connection is [`Error::Unavailable`].
 #[async_trait]
 pub trait RefreshTokenStore: Send + Sync {
@@ -283,33 +283,14 @@ impl RefreshTokenStore for PgStore {
     }
 }
 
-#[async_trait]
-impl RefreshTokenStore for DisabledStore {
-    async fn issue_refresh_token(
-        &self,
-        _: UserId,
-        _: chrono::Duration,
-    ) -> Result<IssuedRefreshToken> {
-        Err(Error::Disabled)
-    }
-    async fn verify_refresh_token(&self, _: &str) -> Result<RefreshToken> {
-        Err(Error::Disabled)
-    }
-    async fn rotate_refresh_token(
-        &self,
-        _: &str,
-        _: chrono::Duration,
-    ) -> Result<IssuedRefreshToken> {
-        Err(Error::Disabled)
-    }
-    async fn revoke_refresh_token(&self, _: &str) -> Result<bool> {
-        Err(Error::Disabled)
-    }
-    async fn revoke_user_refresh_tokens(&self, _: UserId) -> Result<usize> {
-        Err(Error::Disabled)
-    }
-    async fn delete_expired_refresh_tokens(&self) -> Result<usize> {
-        Err(Error::Disabled)
+super::disabled::disabled_store! {
+    RefreshTokenStore {
+        fn issue_refresh_token(UserId, chrono::Duration) -> Result<IssuedRefreshToken>;
+        fn verify_refresh_token(&str) -> Result<RefreshToken>;
+        fn rotate_refresh_token(&str, chrono::Duration) -> Result<IssuedRefreshToken>;
+        fn revoke_refresh_token(&str) -> Result<bool>;
+        fn revoke_user_refresh_tokens(UserId) -> Result<usize>;
+        fn delete_expired_refresh_tokens() -> Result<usize>;
     }
 }
 

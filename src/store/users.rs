@@ -1,9 +1,9 @@
 //! Users, passwords, roles and the audit log: the [`UserStore`] and
 //! [`AuditStore`] parts of the store, their input types, and their
-//! implementations for [`PgStore`] and [`DisabledStore`].
+//! implementations for [`PgStore`] and [`DisabledStore`](crate::DisabledStore).
 
 use super::pg::ReadFrom;
-use super::{DisabledStore, PgStore};
+use super::PgStore;
 use crate::error::{Error, Result};
 use crate::models::user_audit_log::NewAuditEntry;
 use crate::models::users::{NewUserRow, ProfileChanges};
@@ -208,7 +208,7 @@ impl AuditAction {
 /// Every method validates its input before any query runs
 /// ([`Error::Validation`] naming the field). Methods that change a user the
 /// template audits write the audit entry in the same transaction. On
-/// [`DisabledStore`] every method fails with [`Error::Disabled`]; on any
+/// [`DisabledStore`](crate::DisabledStore) every method fails with [`Error::Disabled`]; on any
 /// store a lost connection is [`Error::Unavailable`].
 #[async_trait]
 pub trait UserStore: Send + Sync {
@@ -1084,84 +1084,33 @@ impl AuditStore for PgStore {
     }
 }
 
-#[async_trait]
-impl UserStore for DisabledStore {
-    async fn create_user(&self, _: NewLocalUser) -> Result<User> {
-        Err(Error::Disabled)
-    }
-    async fn create_user_by_admin(
-        &self,
-        _: UserId,
-        _: NewLocalUser,
-        _: &RequestMeta,
-    ) -> Result<User> {
-        Err(Error::Disabled)
-    }
-    async fn find_or_create_oauth_user(&self, _: NewOAuthUser) -> Result<(User, bool)> {
-        Err(Error::Disabled)
-    }
-    async fn user_by_id(&self, _: UserId) -> Result<User> {
-        Err(Error::Disabled)
-    }
-    async fn user_by_email(&self, _: &str) -> Result<User> {
-        Err(Error::Disabled)
-    }
-    async fn list_users(&self, _: &UserFilter, _: &PageRequest) -> Result<Page<User>> {
-        Err(Error::Disabled)
-    }
-    async fn update_profile(&self, _: UserId, _: &ProfileUpdate, _: &RequestMeta) -> Result<User> {
-        Err(Error::Disabled)
-    }
-    async fn update_user_by_admin(
-        &self,
-        _: UserId,
-        _: UserId,
-        _: &ProfileUpdate,
-        _: &RequestMeta,
-    ) -> Result<User> {
-        Err(Error::Disabled)
-    }
-    async fn change_password(&self, _: UserId, _: &str, _: &str, _: &RequestMeta) -> Result<()> {
-        Err(Error::Disabled)
-    }
-    async fn authenticate(&self, _: &str, _: &str) -> Result<User> {
-        Err(Error::Disabled)
-    }
-    async fn record_login(&self, _: UserId) -> Result<User> {
-        Err(Error::Disabled)
-    }
-    async fn verify_email(&self, _: UserId) -> Result<User> {
-        Err(Error::Disabled)
-    }
-    async fn add_additional_role(&self, _: UserId, _: &str) -> Result<User> {
-        Err(Error::Disabled)
-    }
-    async fn remove_additional_role(&self, _: UserId, _: &str) -> Result<User> {
-        Err(Error::Disabled)
-    }
-    async fn change_role(&self, _: UserId, _: UserId, _: Role, _: &RequestMeta) -> Result<User> {
-        Err(Error::Disabled)
-    }
-    async fn block_user(&self, _: UserId, _: UserId, _: &str, _: &RequestMeta) -> Result<User> {
-        Err(Error::Disabled)
-    }
-    async fn unblock_user(&self, _: UserId, _: UserId, _: &RequestMeta) -> Result<User> {
-        Err(Error::Disabled)
-    }
-    async fn delete_user(&self, _: UserId, _: UserId, _: &RequestMeta) -> Result<()> {
-        Err(Error::Disabled)
-    }
-    async fn delete_own_account(&self, _: UserId, _: &RequestMeta) -> Result<()> {
-        Err(Error::Disabled)
-    }
-    async fn count_users_by_role(&self) -> Result<Vec<RoleCount>> {
-        Err(Error::Disabled)
+super::disabled::disabled_store! {
+    UserStore {
+        fn create_user(NewLocalUser) -> Result<User>;
+        fn create_user_by_admin(UserId, NewLocalUser, &RequestMeta) -> Result<User>;
+        fn find_or_create_oauth_user(NewOAuthUser) -> Result<(User, bool)>;
+        fn user_by_id(UserId) -> Result<User>;
+        fn user_by_email(&str) -> Result<User>;
+        fn list_users(&UserFilter, &PageRequest) -> Result<Page<User>>;
+        fn update_profile(UserId, &ProfileUpdate, &RequestMeta) -> Result<User>;
+        fn update_user_by_admin(UserId, UserId, &ProfileUpdate, &RequestMeta) -> Result<User>;
+        fn change_password(UserId, &str, &str, &RequestMeta) -> Result<()>;
+        fn authenticate(&str, &str) -> Result<User>;
+        fn record_login(UserId) -> Result<User>;
+        fn verify_email(UserId) -> Result<User>;
+        fn add_additional_role(UserId, &str) -> Result<User>;
+        fn remove_additional_role(UserId, &str) -> Result<User>;
+        fn change_role(UserId, UserId, Role, &RequestMeta) -> Result<User>;
+        fn block_user(UserId, UserId, &str, &RequestMeta) -> Result<User>;
+        fn unblock_user(UserId, UserId, &RequestMeta) -> Result<User>;
+        fn delete_user(UserId, UserId, &RequestMeta) -> Result<()>;
+        fn delete_own_account(UserId, &RequestMeta) -> Result<()>;
+        fn count_users_by_role() -> Result<Vec<RoleCount>>;
     }
 }
 
-#[async_trait]
-impl AuditStore for DisabledStore {
-    async fn audit_log(&self, _: &AuditQuery, _: &PageRequest) -> Result<Page<AuditLogEntry>> {
-        Err(Error::Disabled)
+super::disabled::disabled_store! {
+    AuditStore {
+        fn audit_log(&AuditQuery, &PageRequest) -> Result<Page<AuditLogEntry>>;
     }
 }

@@ -1,9 +1,9 @@
 //! WebSocket connections: the [`WebsocketStore`] part of the store, its
 //! input type, and its implementations for [`PgStore`] and
-//! [`DisabledStore`].
+//! [`DisabledStore`](crate::DisabledStore).
 
 use super::pg::ReadFrom;
-use super::{DisabledStore, PgStore};
+use super::PgStore;
 use crate::error::{Error, Result};
 use crate::models::websocket_connections::NewWebsocketConnectionRow;
 use crate::models::{UserId, WebsocketConnection};
@@ -68,7 +68,7 @@ impl NewWebsocketConnection {
 /// Every method validates its input before any query runs
 /// ([`Error::Validation`] naming the field). Methods naming one connection
 /// fail with [`Error::NotFound`] when no row has that `connection_id`. On
-/// [`DisabledStore`] every method fails with [`Error::Disabled`]; on any
+/// [`DisabledStore`](crate::DisabledStore) every method fails with [`Error::Disabled`]; on any
 /// store a lost connection is [`Error::Unavailable`].
 #[async_trait]
 pub trait WebsocketStore: Send + Sync {
@@ -478,58 +478,21 @@ impl WebsocketStore for PgStore {
     }
 }
 
-#[async_trait]
-impl WebsocketStore for DisabledStore {
-    async fn websocket_connected(&self, _: NewWebsocketConnection) -> Result<WebsocketConnection> {
-        Err(Error::Disabled)
-    }
-    async fn websocket_connection(&self, _: &str) -> Result<WebsocketConnection> {
-        Err(Error::Disabled)
-    }
-    async fn record_websocket_activity(&self, _: &str) -> Result<i32> {
-        Err(Error::Disabled)
-    }
-    async fn update_websocket_metadata(
-        &self,
-        _: &str,
-        _: serde_json::Value,
-    ) -> Result<WebsocketConnection> {
-        Err(Error::Disabled)
-    }
-    async fn websocket_disconnected(&self, _: &str) -> Result<WebsocketConnection> {
-        Err(Error::Disabled)
-    }
-    async fn block_websocket_connection(
-        &self,
-        _: &str,
-        _: &str,
-        _: UserId,
-    ) -> Result<WebsocketConnection> {
-        Err(Error::Disabled)
-    }
-    async fn block_websocket_ip(&self, _: IpAddr, _: &str, _: UserId) -> Result<u64> {
-        Err(Error::Disabled)
-    }
-    async fn unblock_websocket_connection(&self, _: &str) -> Result<WebsocketConnection> {
-        Err(Error::Disabled)
-    }
-    async fn unblock_websocket_ip(&self, _: IpAddr) -> Result<u64> {
-        Err(Error::Disabled)
-    }
-    async fn is_websocket_blocked(&self, _: Option<&str>, _: Option<IpAddr>) -> Result<bool> {
-        Err(Error::Disabled)
-    }
-    async fn active_websocket_connections(
-        &self,
-        _: &PageRequest,
-    ) -> Result<Page<ActiveWebsocketConnection>> {
-        Err(Error::Disabled)
-    }
-    async fn websocket_stats(&self) -> Result<WebsocketConnectionStats> {
-        Err(Error::Disabled)
-    }
-    async fn cleanup_websocket_connections(&self, _: i32) -> Result<u64> {
-        Err(Error::Disabled)
+super::disabled::disabled_store! {
+    WebsocketStore {
+        fn websocket_connected(NewWebsocketConnection) -> Result<WebsocketConnection>;
+        fn websocket_connection(&str) -> Result<WebsocketConnection>;
+        fn record_websocket_activity(&str) -> Result<i32>;
+        fn update_websocket_metadata(&str, serde_json::Value) -> Result<WebsocketConnection>;
+        fn websocket_disconnected(&str) -> Result<WebsocketConnection>;
+        fn block_websocket_connection(&str, &str, UserId) -> Result<WebsocketConnection>;
+        fn block_websocket_ip(IpAddr, &str, UserId) -> Result<u64>;
+        fn unblock_websocket_connection(&str) -> Result<WebsocketConnection>;
+        fn unblock_websocket_ip(IpAddr) -> Result<u64>;
+        fn is_websocket_blocked(Option<&str>, Option<IpAddr>) -> Result<bool>;
+        fn active_websocket_connections(&PageRequest) -> Result<Page<ActiveWebsocketConnection>>;
+        fn websocket_stats() -> Result<WebsocketConnectionStats>;
+        fn cleanup_websocket_connections(i32) -> Result<u64>;
     }
 }
 
