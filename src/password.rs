@@ -7,7 +7,9 @@
 
 use crate::error::{Error, Result};
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 /// Longest password accepted, in bytes; longer input is refused before any
@@ -42,6 +44,9 @@ impl Verified {
 pub struct Passwords {
     permits: Arc<Semaphore>,
     params: Params,
+    /// The longest verification seen so far, in microseconds (capped).
+    slowest_us: Arc<AtomicU64>,
+    dummy: Arc<tokio::sync::OnceCell<String>>,
 }
 
 impl std::fmt::Debug for Passwords {
@@ -71,6 +76,8 @@ impl Passwords {
         Passwords {
             permits: Arc::new(Semaphore::new(limit.max(1))),
             params: Params::default(),
+            slowest_us: Arc::new(AtomicU64::new(0)),
+            dummy: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 
@@ -82,15 +89,22 @@ impl Passwords {
         &self,
         job: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        // The semaphore is never closed, so acquiring only waits.
-        let _permit = self
+        // The semaphore is never closed, so acquiring only waits. The permit
+        // moves into the blocking job: a caller that gives up (a dropped
+        // request) does not free a slot while its hash still runs.
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| Error::Internal("password hashing was shut down".into()))?;
-        tokio::task::spawn_blocking(job)
-            .await
-            .map_err(|e| Error::Internal(format!("password hashing task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            let result = job();
+            drop(permit);
+            result
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("password hashing task failed: {e}")))?
     }
 
     /// Hashes a new password (argon2id PHC string).
@@ -128,28 +142,44 @@ impl Passwords {
         let password = password.to_owned();
         let stored = stored.to_owned();
         let current = self.params.clone();
-        self.off_runtime(move || Ok(verify_blocking(&password, &stored, &current)))
-            .await
+        let slowest = self.slowest_us.clone();
+        self.off_runtime(move || {
+            let started = Instant::now();
+            let verified = verify_blocking(&password, &stored, &current);
+            let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            slowest.fetch_max(took.min(SLOWEST_CAP_US), Ordering::Relaxed);
+            Ok(verified)
+        })
+        .await
+    }
+
+    /// The least time a failed login should take: the slowest verification
+    /// seen so far (a legacy bcrypt cost-12 hash costs far more than an
+    /// argon2id one). Padding every failure to it keeps the time of a
+    /// failure from telling an unknown email from a known one, whatever
+    /// kind of hash the known one has.
+    pub fn failure_floor(&self) -> Duration {
+        Duration::from_micros(self.slowest_us.load(Ordering::Relaxed))
     }
 
     /// Spends the same effort as verifying a real argon2 hash, for a login
     /// whose email matched no user, so that timing does not tell which
     /// emails exist. Always reports no match.
+    ///
+    /// Fails with [`Error::Internal`] when the dummy hash cannot be made.
     pub async fn verify_dummy(&self, password: &str) -> Result<Verified> {
-        let params = self.params.clone();
-        let dummy = DUMMY.get_or_init(|| {
-            Self::hasher(&params)
-                .hash_password(b"pronghorn-db dummy password")
-                .map(|h| h.to_string())
-                .unwrap_or_default()
-        });
+        let stored = self
+            .dummy
+            .get_or_try_init(|| self.rehash("pronghorn-db dummy password"))
+            .await?
+            .clone();
         let password: String = password.chars().take(MAX_PASSWORD_BYTES).collect();
-        let stored = dummy.clone();
         self.verify(&password, &stored).await.map(|_| Verified::No)
     }
 }
 
-static DUMMY: OnceLock<String> = OnceLock::new();
+/// Failed logins are padded to at most this (2 s), whatever was seen.
+const SLOWEST_CAP_US: u64 = 2_000_000;
 
 fn verify_blocking(password: &str, stored: &str, current: &Params) -> Verified {
     if is_bcrypt(stored) {

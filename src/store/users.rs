@@ -799,6 +799,14 @@ impl UserStore for PgStore {
     async fn authenticate(&self, email: &str, password: &str) -> Result<User> {
         observed!(self.slow(), "authenticate", async {
             let email = validate::email(email)?;
+            let started = tokio::time::Instant::now();
+            // Every failure takes at least as long as the slowest password
+            // check seen, so that its timing tells neither whether the email
+            // exists nor what kind of hash its account has.
+            let refuse = || async {
+                tokio::time::sleep_until(started + self.passwords().failure_floor()).await;
+                Err(Error::InvalidCredentials)
+            };
             let found = self
                 .with_conn(move |conn| {
                     Box::pin(async move { repo::find_by_email(conn, &email).await })
@@ -807,14 +815,13 @@ impl UserStore for PgStore {
             let Some((user, stored)) = found.and_then(|u| u.password_hash.clone().map(|h| (u, h)))
             else {
                 // No such user, or an OAuth account without a password:
-                // spend what a real check costs, so that timing does not
-                // reveal whether the email exists.
+                // spend what a real check costs.
                 self.passwords().verify_dummy(password).await?;
-                return Err(Error::InvalidCredentials);
+                return refuse().await;
             };
             let verified = self.passwords().verify(password, &stored).await?;
             if !verified.matched() {
-                return Err(Error::InvalidCredentials);
+                return refuse().await;
             }
             if user.blocked() {
                 return Err(Error::AccountBlocked);
