@@ -360,3 +360,30 @@ async fn status_shows_each_replica_with_its_password_redacted() {
     );
     assert!(!stdout.contains("r3plicapw") && !stderr.contains("r3plicapw"));
 }
+
+#[test]
+fn configuration_errors_never_echo_a_password() {
+    // A password with an unencoded `?` spills into the port and parameters.
+    for url in [
+        "postgres://app:abc?s3cretPW@db/app",
+        "postgres://app:s3cretPW?x=1@db/app",
+    ] {
+        let out = run(&[("DB_CONNECTION_STRING", url)], &["status"]);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{url}: {stdout}{stderr}");
+        assert!(stderr.contains("DB_CONNECTION_STRING"), "{stderr}");
+        assert!(
+            !stderr.contains("s3cretPW") && !stdout.contains("s3cretPW"),
+            "{stderr}"
+        );
+    }
+    // A `.env` line that does not parse is not repeated either.
+    let dir = empty_dir();
+    std::fs::write(dir.join(".env"), "DB_HOST=db\nDB_PASSWORD=\"s3cretPW\n").expect(".env");
+    let out = run_in(&dir, &[], &["status"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains(".env: a line does not parse"), "{stderr}");
+    assert!(!stderr.contains("s3cretPW"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
