@@ -566,3 +566,53 @@ async fn lookups_by_digest_go_through_the_unique_index() {
         "{plan}\n{forced:?}"
     );
 }
+
+#[tokio::test]
+async fn blocking_or_changing_the_password_ends_every_refresh_token() {
+    use pronghorn_db::{NewLocalUser, RequestMeta, Role, UserStore};
+    let db = common::TestDb::migrated().await;
+    let store = db.store().await;
+    let meta = RequestMeta::default();
+    let mut admin = NewLocalUser::new("admin@x.io", "admin password", "Admin");
+    admin.role = Role::Admin;
+    let admin = store.create_user(admin).await.expect("admin");
+    let user = store
+        .create_user(NewLocalUser::new("u@x.io", "user password", "U"))
+        .await
+        .expect("user");
+    let hour = chrono::Duration::hours(1);
+
+    let t = store
+        .issue_refresh_token(user.id, hour)
+        .await
+        .expect("issue");
+    store
+        .change_password(user.id, "user password", "another password", &meta)
+        .await
+        .expect("change");
+    assert!(matches!(
+        store.rotate_refresh_token(t.token.expose(), hour).await,
+        Err(pronghorn_db::Error::TokenReused)
+    ));
+
+    let t = store
+        .issue_refresh_token(user.id, hour)
+        .await
+        .expect("issue");
+    store
+        .block_user(admin.id, user.id, "abuse", &meta)
+        .await
+        .expect("block");
+    assert!(store.verify_refresh_token(t.token.expose()).await.is_err());
+
+    // A token issued while blocked (by the app, directly) cannot be rotated.
+    let t = store
+        .issue_refresh_token(user.id, hour)
+        .await
+        .expect("issue");
+    assert!(matches!(
+        store.rotate_refresh_token(t.token.expose(), hour).await,
+        Err(pronghorn_db::Error::AccountBlocked)
+    ));
+    assert!(store.verify_refresh_token(t.token.expose()).await.is_err());
+}

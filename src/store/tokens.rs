@@ -80,7 +80,9 @@ pub trait RefreshTokenStore: Send + Sync {
     /// issued. When two calls present the same token at once, one gets the
     /// successor and the other waits, then finds the token revoked.
     ///
-    /// Fails with [`Error::TokenReused`] when the token was already revoked
+    /// Fails with [`Error::AccountBlocked`] when the token's user is blocked
+    /// (its tokens are then all revoked), with [`Error::TokenReused`] when
+    /// the token was already revoked
     /// (after revoking every token of its user, committed), with
     /// [`Error::TokenRejected`] ([`TokenProblem::Unknown`] or
     /// [`TokenProblem::Expired`]) otherwise, and with [`Error::Validation`]
@@ -147,6 +149,8 @@ enum Rotation {
     Issued(IssuedRefreshToken),
     /// The token was already revoked; every token of this user now is.
     Reused(UserId),
+    /// The token's user is blocked; every token of this user now is revoked.
+    Blocked,
 }
 
 #[async_trait]
@@ -226,6 +230,10 @@ impl RefreshTokenStore for PgStore {
                         if found.expired {
                             return Err(rejected(TokenProblem::Expired));
                         }
+                        if crate::repo::users::find_by_id(conn, user).await?.blocked() {
+                            repo::revoke_all_of_user(conn, user).await?;
+                            return Ok(Rotation::Blocked);
+                        }
                         repo::revoke(conn, found.row.id).await?;
                         let row = repo::insert(conn, user, &next.digest(), ttl).await?;
                         Ok(Rotation::Issued(IssuedRefreshToken::new(row, next)))
@@ -234,7 +242,13 @@ impl RefreshTokenStore for PgStore {
                 .await?;
             match outcome {
                 Rotation::Issued(issued) => Ok(issued),
+                Rotation::Blocked => Err(Error::AccountBlocked),
                 Rotation::Reused(user) => {
+                    // A rotation of another of the user's tokens may have
+                    // been issuing a successor meanwhile, under the shared
+                    // owner lock; revoking again under the exclusive lock
+                    // waits for it and revokes that successor too.
+                    self.revoke_user_refresh_tokens(user).await?;
                     tracing::warn!(
                         user_id = %user,
                         "a revoked refresh token was presented again; \

@@ -268,8 +268,8 @@ pub trait UserStore: Send + Sync {
         meta: &RequestMeta,
     ) -> Result<User>;
 
-    /// Changes a user's password after verifying the current one; audits
-    /// `password_changed`.
+    /// Changes a user's password after verifying the current one, and
+    /// revokes the user's refresh tokens; audits `password_changed`.
     ///
     /// Fails with [`Error::InvalidCredentials`] when the current password is
     /// wrong (or the account has none), and with [`Error::Validation`] on
@@ -321,7 +321,7 @@ pub trait UserStore: Send + Sync {
     ) -> Result<User>;
 
     /// Blocks `target` with a reason, on behalf of `actor` (same hierarchy
-    /// rule); audits `user_blocked {reason}`.
+    /// rule), and revokes its refresh tokens; audits `user_blocked {reason}`.
     async fn block_user(
         &self,
         actor: UserId,
@@ -781,6 +781,8 @@ impl UserStore for PgStore {
                             constraint: "users.password_hash (changed concurrently)".into(),
                         });
                     }
+                    // Other devices logged in with the old password must log in again.
+                    crate::repo::refresh_tokens::revoke_all_of_user(conn, id).await?;
                     audit(
                         conn,
                         AuditAction::PasswordChanged,
@@ -944,6 +946,8 @@ impl UserStore for PgStore {
                     let user = repo::lock_by_id(conn, target).await?;
                     authorize(&admin, user.role.as_deref(), None)?;
                     let updated = repo::set_blocked(conn, target, Some((&reason, actor))).await?;
+                    // A blocked user keeps no way back in.
+                    crate::repo::refresh_tokens::revoke_all_of_user(conn, target).await?;
                     audit(
                         conn,
                         AuditAction::UserBlocked,
