@@ -262,3 +262,41 @@ async fn a_multi_host_store_writes_again_after_the_standby_is_promoted() {
     );
     eprintln!("failover: writing again {wrote:?} after the primary was killed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_cut_off_from_its_primary_is_not_taken_for_fresh() {
+    let primary = Cluster::start();
+    let standby = Cluster::start_standby(&primary);
+    let store = PgStore::new(store_config(&[
+        ("DB_CONNECTION_STRING", primary.url()),
+        ("DB_READ_REPLICA_URLS", standby.url()),
+        ("DB_REPLICA_MAX_LAG_MS", "1000".into()),
+    ]))
+    .await
+    .expect("store");
+    exec(
+        &primary.url(),
+        "CREATE TABLE t (x int); INSERT INTO t VALUES (1)",
+    )
+    .await;
+    // Streaming and caught up: no lag, however long ago the last write was.
+    eventually(Duration::from_secs(10), "the replica streams", || async {
+        store.check_replicas().await[0].lag_ms == Some(0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(store.check_replicas().await[0].healthy);
+
+    // The primary gone, the replica has replayed all it received but is no
+    // longer streaming: its lag is the age of its last replayed write.
+    primary.stop();
+    eventually(
+        Duration::from_secs(15),
+        "the cut-off replica skipped",
+        || async {
+            let s = &store.check_replicas().await[0];
+            !s.healthy && s.lag_ms.is_some_and(|l| l > 1000)
+        },
+    )
+    .await;
+}

@@ -310,8 +310,15 @@ impl PasswordResetStore for PgStore {
             }
             let hash = self.passwords().hash(new_password).await?;
             let meta = meta.clone();
+            let id = found.row.user_id;
             self.transaction(move |conn| {
                 Box::pin(async move {
+                    // The user first, then the request: the order every
+                    // transaction on a user's requests and tokens takes, so
+                    // that two redemptions for one account cannot deadlock,
+                    // and a rotation in flight commits first and its
+                    // successor is revoked below.
+                    users_repo::lock_by_id(conn, id).await?;
                     let found = repo::lock_by_digest(conn, &digest)
                         .await?
                         .ok_or_else(|| rejected(TokenProblem::Unknown))?;
@@ -319,11 +326,6 @@ impl PasswordResetStore for PgStore {
                         return Err(rejected(problem));
                     }
                     let request = found.row.id;
-                    let id = found.row.user_id;
-                    // Locked for update before the tokens are revoked, so
-                    // that a rotation in flight commits first and its
-                    // successor is revoked too.
-                    users_repo::lock_by_id(conn, id).await?;
                     users_repo::set_password_hash(conn, id, &hash).await?;
                     repo::mark_used(conn, request).await?;
                     repo::expire_others_of_user(conn, id, request).await?;

@@ -158,7 +158,11 @@ impl PgStore {
     {
         if let Some((i, mut conn)) = self.replicas.checkout().await {
             match f(&mut conn).await {
-                Err(e) if e.is_unavailable() => self.replicas.failed(i),
+                // Unreachable, or a query cancelled by a conflict with the
+                // standby's recovery: the primary answers instead.
+                Err(e) if e.is_unavailable() || e.is_retryable_conflict() => {
+                    self.replicas.failed(i)
+                }
                 other => return other,
             }
         }

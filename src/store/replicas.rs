@@ -6,7 +6,8 @@
 //! error. Lag is `now() - pg_last_xact_replay_timestamp()` while the replica
 //! has received WAL it has not replayed, and zero once it has replayed all
 //! it received (an idle primary does not make a caught-up replica look
-//! late).
+//! late) — but only while its WAL receiver is streaming: a replica cut off
+//! from its primary has replayed all it received and still falls behind.
 
 use crate::config::DbConfig;
 use crate::error::{Error, Result};
@@ -62,7 +63,7 @@ struct LagRow {
 
 const LAG_SQL: &str = "SELECT CASE \
     WHEN NOT pg_is_in_recovery() THEN 0::float8 \
-    WHEN pg_last_wal_receive_lsn() IS NOT NULL \
+    WHEN EXISTS (SELECT 1 FROM pg_stat_wal_receiver WHERE status = 'streaming') \
          AND pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0::float8 \
     ELSE (extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000)::float8 \
     END AS lag_ms";
