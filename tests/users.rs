@@ -1162,3 +1162,36 @@ async fn failed_logins_take_as_long_as_the_slowest_check_seen() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_first_oauth_logins_make_one_user_and_all_succeed() {
+    let db = TestDb::migrated().await;
+    let store = Arc::new(db.store().await);
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .find_or_create_oauth_user(NewOAuthUser {
+                    provider: "github".into(),
+                    oauth_id: "gh-42".into(),
+                    email: "octo@x.io".into(),
+                    display_name: "Octo".into(),
+                    avatar_url: None,
+                    email_verified: true,
+                })
+                .await
+        }));
+    }
+    let mut ids = Vec::new();
+    let mut created = 0;
+    for t in tasks {
+        let (user, new) = t.await.expect("task").expect("every login succeeds");
+        ids.push(user.id);
+        created += usize::from(new);
+    }
+    ids.dedup();
+    assert_eq!(ids.len(), 1, "one user");
+    assert_eq!(created, 1, "created once");
+    assert_eq!(count(&db, "SELECT count(*) FROM users").await, 1);
+}

@@ -610,36 +610,57 @@ impl UserStore for PgStore {
                 .transpose()?
                 .map(str::to_owned);
             let verified = new.email_verified;
-            self.transaction(move |conn| {
-                Box::pin(async move {
-                    if let Some(user) = repo::find_by_oauth(conn, &provider, &oauth_id).await? {
-                        return Ok((user, false));
-                    }
-                    if repo::find_by_email(conn, &email).await?.is_some() {
-                        return Err(Error::Conflict {
-                            constraint: "users_email_key".into(),
-                        });
-                    }
-                    let user = repo::insert(
-                        conn,
-                        &NewUserRow {
-                            email: &email,
-                            password_hash: None,
-                            display_name: &display_name,
-                            language_preference: "en",
-                            oauth_provider: &provider,
-                            oauth_id: Some(&oauth_id),
-                            email_verified: verified,
-                            role: Role::User.as_str(),
-                            avatar_url: avatar.as_deref(),
-                            additional_roles: json!([]),
-                        },
-                    )
-                    .await?;
-                    Ok((user, true))
+            let again = (provider.clone(), oauth_id.clone());
+            let created = self
+                .transaction(move |conn| {
+                    Box::pin(async move {
+                        if let Some(user) = repo::find_by_oauth(conn, &provider, &oauth_id).await? {
+                            return Ok((user, false));
+                        }
+                        if repo::find_by_email(conn, &email).await?.is_some() {
+                            return Err(Error::Conflict {
+                                constraint: "users_email_key".into(),
+                            });
+                        }
+                        let user = repo::insert(
+                            conn,
+                            &NewUserRow {
+                                email: &email,
+                                password_hash: None,
+                                display_name: &display_name,
+                                language_preference: "en",
+                                oauth_provider: &provider,
+                                oauth_id: Some(&oauth_id),
+                                email_verified: verified,
+                                role: Role::User.as_str(),
+                                avatar_url: avatar.as_deref(),
+                                additional_roles: json!([]),
+                            },
+                        )
+                        .await?;
+                        Ok((user, true))
+                    })
                 })
-            })
-            .await
+                .await;
+            match created {
+                // Two first logins of one identity at once: the other one
+                // created it (and took the email), so find it.
+                Err(Error::Conflict { constraint })
+                    if constraint == "unique_oauth" || constraint == "users_email_key" =>
+                {
+                    let found = self
+                        .with_conn(move |conn| {
+                            Box::pin(
+                                async move { repo::find_by_oauth(conn, &again.0, &again.1).await },
+                            )
+                        })
+                        .await?;
+                    found
+                        .map(|u| (u, false))
+                        .ok_or(Error::Conflict { constraint })
+                }
+                other => other,
+            }
         })
     }
 
