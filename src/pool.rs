@@ -124,12 +124,37 @@ impl bb8::ErrorSink<PoolError> for LogSink {
     }
 }
 
+/// Pool settings set in code ([`DbConfig::with_pool`]) get the checks the
+/// environment's get, instead of tripping bb8's assertions.
+fn check(p: &crate::config::PoolSettings) -> Result<(), ConfigError> {
+    let bad = |variable, problem: &str| {
+        Err(ConfigError {
+            variable,
+            problem: problem.to_owned(),
+        })
+    };
+    if p.max_size == 0 {
+        return bad("DB_POOL_MAX", "must be at least 1, got 0");
+    }
+    if p.min_idle > p.max_size {
+        return bad("DB_POOL_MIN", "is above DB_POOL_MAX");
+    }
+    if p.connection_timeout.is_zero() {
+        return bad("DB_POOL_CONNECTION_TIMEOUT", "must be at least 1 ms, got 0");
+    }
+    if p.idle_timeout.is_zero() {
+        return bad("DB_POOL_IDLE_TIMEOUT", "must be at least 1 ms, got 0");
+    }
+    Ok(())
+}
+
 /// Builds the pool without contacting the server: connections are opened in
 /// the background and on demand.
 ///
 /// Fails only when the TLS settings cannot be built (an unreadable
 /// `DB_SSL_ROOT_CERT`).
 pub(crate) fn build(config: &DbConfig, health: Arc<Health>) -> Result<DbPool, ConfigError> {
+    check(&config.pool())?;
     let tls = crate::tls::connector(config)?;
     let pg_config = Arc::new(config.to_pg_config());
     let target: Arc<str> = config.redacted_target().into();

@@ -47,7 +47,10 @@ pub fn email(value: &str) -> Result<String> {
         Some((local, domain))
             if !local.is_empty() && !domain.is_empty() && !domain.contains('@') =>
         {
-            Ok(trimmed.to_lowercase())
+            // Lower-casing can lengthen text ('İ' becomes two characters).
+            let lower = trimmed.to_lowercase();
+            text("email", &lower, EMAIL_MAX)?;
+            Ok(lower)
         }
         _ => Err(Error::validation("email", "must look like name@domain")),
     }
@@ -78,6 +81,10 @@ mod tests {
         }
         let long = format!("{}@x.io", "a".repeat(EMAIL_MAX));
         assert_eq!(field_of(email(&long)), "email");
+        // 255 characters that lower-case into more than 255.
+        let growing = format!("{}@x.io", "\u{130}".repeat(EMAIL_MAX - 5));
+        assert_eq!(growing.chars().count(), EMAIL_MAX);
+        assert_eq!(field_of(email(&growing)), "email");
     }
 
     #[test]

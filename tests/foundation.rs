@@ -413,3 +413,24 @@ async fn require_against_a_server_without_ssl_fails_clearly() {
     let store = PgStore::new(config).await.expect("store");
     assert!(!ssl_in_use(&store).await);
 }
+
+#[tokio::test]
+async fn pool_settings_set_in_code_are_checked_too() {
+    let bad = [
+        (0, 0, 1000, "DB_POOL_MAX"),
+        (3, 2, 1000, "DB_POOL_MIN"),
+        (0, 2, 0, "DB_POOL_CONNECTION_TIMEOUT"),
+    ];
+    for (min, max, timeout_ms, variable) in bad {
+        let config = admin_config().with_pool(PoolSettings {
+            min_idle: min,
+            max_size: max,
+            idle_timeout: Duration::from_secs(1),
+            connection_timeout: Duration::from_millis(timeout_ms),
+        });
+        match PgStore::new(config).await {
+            Err(Error::Config(e)) => assert_eq!(e.variable, variable),
+            other => panic!("{variable}: expected a config error, got {other:?}"),
+        }
+    }
+}

@@ -48,7 +48,8 @@ struct Measured {
 }
 
 pub(crate) struct Replica {
-    pool: DbPool,
+    /// `None` once the store is closed.
+    pool: std::sync::RwLock<Option<DbPool>>,
     turns: Arc<Semaphore>,
     health: Arc<Health>,
     target: String,
@@ -72,7 +73,7 @@ impl Replica {
     fn new(config: &DbConfig) -> Result<Replica> {
         let health = Arc::new(Health::default());
         Ok(Replica {
-            pool: pool::build(config, health.clone())?,
+            pool: std::sync::RwLock::new(Some(pool::build(config, health.clone())?)),
             turns: pool::queue(config.pool().max_size),
             health,
             target: config.redacted_target(),
@@ -81,9 +82,15 @@ impl Replica {
     }
 
     async fn checkout(&self, wait: Duration) -> Result<PooledConn> {
+        let Some(pool) = self.pool.read().ok().and_then(|p| p.clone()) else {
+            return Err(Error::Unavailable {
+                target: self.target.clone(),
+                reason: "the store was closed".to_owned(),
+            });
+        };
         match tokio::time::timeout(
             wait,
-            pool::checkout(&self.pool, &self.turns, &self.target, &self.health),
+            pool::checkout(&pool, &self.turns, &self.target, &self.health),
         )
         .await
         {
@@ -160,7 +167,12 @@ impl Replica {
             target: self.target.clone(),
             healthy,
             lag_ms: lag.map(|l| u64::try_from(l.as_millis()).unwrap_or(u64::MAX)),
-            pool: pool::stats(&self.pool),
+            pool: self
+                .pool
+                .read()
+                .ok()
+                .and_then(|p| p.as_ref().map(pool::stats))
+                .unwrap_or_default(),
         }
     }
 }
@@ -236,6 +248,8 @@ impl Replicas {
     pub(crate) fn close(&self) {
         for r in &self.list {
             r.turns.close();
+            let pool = r.pool.write().ok().and_then(|mut p| p.take());
+            drop(pool);
         }
     }
 }
