@@ -8,9 +8,9 @@ use diesel_async::pooled_connection::{
 };
 use diesel_async::AsyncPgConnection;
 use futures_util::FutureExt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 /// The pool type behind [`crate::PgStore`].
 pub type DbPool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
@@ -21,7 +21,16 @@ pub type DbPool = bb8::Pool<AsyncDieselConnectionManager<AsyncPgConnection>>;
 pub struct PooledConn {
     conn: bb8::PooledConnection<'static, AsyncDieselConnectionManager<AsyncPgConnection>>,
     // Released after the connection went back (fields drop in order).
-    _turn: OwnedSemaphorePermit,
+    _turn: Turn,
+}
+
+/// A caller's turn at the pool, given back when dropped.
+struct Turn(Arc<Queue>);
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        self.0.turns.add_permits(1);
+    }
 }
 
 impl std::ops::Deref for PooledConn {
@@ -43,8 +52,42 @@ impl std::ops::DerefMut for PooledConn {
 /// overtaking one that has been waiting. Callers first take a turn from this
 /// FIFO semaphore (one permit per connection the pool may open), then the
 /// connection.
-pub(crate) fn queue(max_size: u32) -> Arc<Semaphore> {
-    Arc::new(Semaphore::new(max_size as usize))
+pub(crate) fn queue(max_size: u32) -> Arc<Queue> {
+    Arc::new(Queue {
+        turns: Semaphore::new(max_size as usize),
+        waiting: AtomicU64::new(0),
+    })
+}
+
+/// The FIFO line in front of a pool, and how many callers stand in it.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    turns: Semaphore,
+    waiting: AtomicU64,
+}
+
+impl Queue {
+    /// Closes the line: later checkouts fail at once.
+    pub(crate) fn close(&self) {
+        self.turns.close();
+    }
+}
+
+/// Counts a caller as waiting until it is dropped (served, timed out or
+/// cancelled alike).
+struct Waiting<'a>(&'a AtomicU64);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicU64) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A snapshot of the pool's figures.
@@ -238,14 +281,14 @@ fn describe(e: &tokio_postgres::Error) -> String {
 }
 
 /// Reads the pool's figures.
-pub(crate) fn stats(pool: &DbPool) -> PoolStats {
+pub(crate) fn stats(pool: &DbPool, queue: &Queue) -> PoolStats {
     let state = pool.state();
     let config = pool.config();
     PoolStats {
         size: state.connections,
         idle: state.idle_connections,
         in_use: state.connections.saturating_sub(state.idle_connections),
-        waiting: state.statistics.pending_gets(),
+        waiting: queue.waiting.load(Ordering::Relaxed),
         max: config.max_size,
         min_idle: config.min_idle.unwrap_or(0),
     }
@@ -257,7 +300,7 @@ pub(crate) fn stats(pool: &DbPool) -> PoolStats {
 /// connection, is bounded by the pool's connection timeout.
 pub(crate) async fn checkout(
     pool: &DbPool,
-    turns: &Arc<Semaphore>,
+    queue: &Arc<Queue>,
     target: &str,
     health: &Health,
 ) -> Result<PooledConn, Error> {
@@ -274,8 +317,13 @@ pub(crate) async fn checkout(
             reason,
         }
     };
-    let turn = match tokio::time::timeout_at(deadline, turns.clone().acquire_owned()).await {
-        Ok(Ok(turn)) => turn,
+    let waiting = Waiting::new(&queue.waiting);
+    let turn = match tokio::time::timeout_at(deadline, queue.turns.acquire()).await {
+        Ok(Ok(permit)) => {
+            // Held by the `Turn` from here on, which gives it back on drop.
+            permit.forget();
+            Turn(queue.clone())
+        }
         Ok(Err(_)) => {
             return Err(Error::Unavailable {
                 target: target.to_owned(),
@@ -284,7 +332,9 @@ pub(crate) async fn checkout(
         }
         Err(_) => return Err(timed_out()),
     };
-    match tokio::time::timeout_at(deadline, pool.get_owned()).await {
+    let got = tokio::time::timeout_at(deadline, pool.get_owned()).await;
+    drop(waiting);
+    match got {
         Ok(Ok(conn)) => Ok(PooledConn { conn, _turn: turn }),
         Ok(Err(bb8::RunError::TimedOut)) | Err(_) => Err(timed_out()),
         Ok(Err(bb8::RunError::User(e))) => {

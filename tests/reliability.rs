@@ -80,6 +80,9 @@ async fn an_exhausted_pool_times_waiters_out_and_recovers() {
             }
         }));
     }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let during = store.pool_stats().expect("stats");
+    assert_eq!((during.in_use, during.waiting), (2, 48), "{during:?}");
     let mut held = 0;
     let mut waits = Vec::new();
     for t in tasks {

@@ -43,7 +43,7 @@ pub struct PgStore {
     config: DbConfig,
     target: String,
     health: Arc<Health>,
-    turns: Arc<tokio::sync::Semaphore>,
+    turns: Arc<pool::Queue>,
     replicas: Replicas,
     passwords: Passwords,
 }
@@ -369,7 +369,11 @@ impl HealthStore for PgStore {
     }
 
     fn pool_stats(&self) -> Option<PoolStats> {
-        Some(self.pool().map(|p| pool::stats(&p)).unwrap_or_default())
+        Some(
+            self.pool()
+                .map(|p| pool::stats(&p, &self.turns))
+                .unwrap_or_default(),
+        )
     }
 
     async fn close(&self) {

@@ -17,7 +17,6 @@ use diesel_async::RunQueryDsl;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
 
 /// How often a replica's lag is measured, at most.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -50,7 +49,7 @@ struct Measured {
 pub(crate) struct Replica {
     /// `None` once the store is closed.
     pool: std::sync::RwLock<Option<DbPool>>,
-    turns: Arc<Semaphore>,
+    turns: Arc<pool::Queue>,
     health: Arc<Health>,
     target: String,
     measured: Mutex<Measured>,
@@ -171,7 +170,7 @@ impl Replica {
                 .pool
                 .read()
                 .ok()
-                .and_then(|p| p.as_ref().map(pool::stats))
+                .and_then(|p| p.as_ref().map(|p| pool::stats(p, &self.turns)))
                 .unwrap_or_default(),
         }
     }
