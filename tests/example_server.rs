@@ -277,6 +277,16 @@ async fn a_full_journey_through_the_example() {
     .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(known, unknown);
+    // The request runs after the answer: wait for the email.
+    let waited = std::time::Instant::now();
+    while outbox.0.lock().expect("outbox").is_empty() {
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(10),
+            "no email was sent"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     let token = {
         let sent = outbox.0.lock().expect("outbox");
         assert_eq!(sent.len(), 1, "only the real account gets an email");
@@ -485,6 +495,7 @@ async fn with_the_database_disabled_every_data_route_answers_503() {
             Some(json!({"refreshToken": "x"})),
         ),
         (M::GET, "/auth/me".into(), None),
+        (M::POST, "/auth/logout".into(), None),
         (
             M::POST,
             "/auth/password-reset".into(),

@@ -273,8 +273,15 @@ impl FromRequestParts<AppState> for Admin {
 /// The `Set-Cookie` value for a session id (base64url, so always a valid
 /// header), or one that clears the cookie when `max_age` is 0.
 fn session_cookie(sid: &str, max_age: i64) -> ApiResult<HeaderValue> {
-    let value =
-        format!("{SESSION_COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}");
+    // Over plain HTTP in development; HTTPS-only in production, as the
+    // template does.
+    let production = ["APP_ENV", "NODE_ENV"]
+        .iter()
+        .any(|k| std::env::var(k).is_ok_and(|v| v.eq_ignore_ascii_case("production")));
+    let secure = if production { "; Secure" } else { "" };
+    let value = format!(
+        "{SESSION_COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+    );
     HeaderValue::from_str(&value)
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "bad cookie"))
 }
@@ -316,7 +323,11 @@ async fn health_detailed(State(state): State<AppState>) -> Response {
             "configured": store.is_configured(),
             "connected": connected,
             "poolStats": store.pool_stats(),
-            "replicas": store.replica_status(),
+            // State and lag only: targets name hosts and users.
+            "replicas": store.replica_status().iter().map(|r| json!({
+                "healthy": r.healthy,
+                "lagMs": r.lag_ms,
+            })).collect::<Vec<_>>(),
             "version": info.map(|i| i.version),
             "migrations": migrations.map(|m| json!({
                 "applied": m.iter().filter(|m| m.applied).count(),
@@ -420,6 +431,9 @@ async fn logout(
     headers: HeaderMap,
     body: Option<Json<Logout>>,
 ) -> ApiResult<Response> {
+    if !state.store.is_configured() {
+        return Err(Error::Disabled.into());
+    }
     if let Some(sid) = session_id(&headers) {
         state.store.destroy_session(&sid).await?;
     }
@@ -447,13 +461,27 @@ async fn password_reset(
     Meta(meta): Meta,
     Json(body): Json<ResetRequest>,
 ) -> ApiResult<Json<Value>> {
-    let requested = state
-        .store
-        .request_password_reset(&body.email, &ResetPolicy::default(), &meta)
-        .await?;
-    if let Some(delivery) = &requested.delivery {
-        state.mailer.send_password_reset(delivery);
+    // Bad input and a missing database are answered now; the request itself
+    // (which writes only when the account exists) runs after the answer, so
+    // the answer's timing says nothing about the email.
+    pronghorn_db::validate::email(&body.email)?;
+    if !state.store.is_configured() {
+        return Err(Error::Disabled.into());
     }
+    tokio::spawn(async move {
+        match state
+            .store
+            .request_password_reset(&body.email, &ResetPolicy::default(), &meta)
+            .await
+        {
+            Ok(requested) => {
+                if let Some(delivery) = &requested.delivery {
+                    state.mailer.send_password_reset(delivery);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "a password reset request failed"),
+        }
+    });
     // The same answer whether or not the email has an account.
     Ok(Json(json!({
         "message": "If an account exists for that email, a reset link has been sent."
