@@ -1,0 +1,184 @@
+//! sqlx 0.8: a `PgPool`, `query_as` into `FromRow` structs, statements
+//! prepared once per connection (sqlx's default, `persistent(true)`).
+
+use super::{
+    ascending_ids, Contender, Draft, Owned, NEW_MODEL, NEW_PROVIDER, NEW_TITLE, PAGE_SIZE,
+};
+use crate::rows::{ConversationRow, MessageRow, UserRow};
+use crate::sql;
+use crate::target::Target;
+use anyhow::{anyhow, Context, Result};
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+use std::hint::black_box;
+use std::str::FromStr;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// A `PgPool` of fixed size. `test_before_acquire` is off: sqlx's default
+/// pings the server on every checkout, a round trip the other two pools do
+/// not make (they only ask whether the socket is closed).
+pub struct Sqlx {
+    pool: PgPool,
+    /// The multi-row insert for the batch size in use, built once.
+    batch_sql: String,
+}
+
+impl Sqlx {
+    /// Builds the pool for `target` with `pool_size` open connections;
+    /// `batch` is the number of rows [`Contender::append_messages`] inserts.
+    ///
+    /// Fails when a connection cannot be opened.
+    pub async fn connect(target: &Target, pool_size: u32, batch: usize) -> Result<Sqlx> {
+        let options = PgConnectOptions::from_str(&target.url())?;
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size)
+            .min_connections(pool_size)
+            .test_before_acquire(false)
+            .acquire_timeout(Duration::from_secs(30))
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await?;
+        let held =
+            futures_util::future::try_join_all((0..pool_size).map(|_| pool.acquire())).await?;
+        drop(held);
+        Ok(Sqlx {
+            pool,
+            batch_sql: sql::insert_messages(batch),
+        })
+    }
+}
+
+fn missing(what: &str) -> anyhow::Error {
+    anyhow!("{what} not found")
+}
+
+/// `repo::conversations::touch` inside `tx`: the conversation's new
+/// `updated_at`, or an error when `to.owner` does not own it.
+async fn touch(tx: &mut Transaction<'static, Postgres>, to: Owned) -> Result<DateTime<Utc>> {
+    let at: Option<DateTime<Utc>> = sqlx::query_scalar(sql::TOUCH_CONVERSATION)
+        .bind(to.conversation)
+        .bind(to.owner)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| missing("conversation"))?;
+    at.context("updated_at was not set")
+}
+
+impl Contender for Sqlx {
+    fn name(&self) -> &'static str {
+        "sqlx"
+    }
+
+    async fn user_by_id(&self, id: Uuid) -> Result<usize> {
+        let user = sqlx::query_as::<_, UserRow>(sql::USER_BY_ID)
+            .bind(id)
+            .bind(1_i64)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| missing("user"))?;
+        black_box(user);
+        Ok(1)
+    }
+
+    async fn user_by_email(&self, email: &str) -> Result<usize> {
+        let email = email.trim().to_lowercase();
+        let user = sqlx::query_as::<_, UserRow>(sql::USER_BY_EMAIL)
+            .bind(&email)
+            .bind(&email)
+            .bind(1_i64)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| missing("user"))?;
+        black_box(user);
+        Ok(1)
+    }
+
+    async fn append_message(&self, to: Owned, draft: &Draft) -> Result<usize> {
+        let id = Uuid::new_v4();
+        let mut tx = self.pool.begin().await?;
+        let at = touch(&mut tx, to).await?;
+        let message = sqlx::query_as::<_, MessageRow>(sql::INSERT_MESSAGE)
+            .bind(id)
+            .bind(to.conversation)
+            .bind(&draft.role)
+            .bind(&draft.content)
+            .bind(draft.tokens_used)
+            .bind(at)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        black_box(message);
+        Ok(1)
+    }
+
+    async fn append_messages(&self, to: Owned, drafts: &[Draft]) -> Result<usize> {
+        let ids = ascending_ids(drafts.len());
+        let mut tx = self.pool.begin().await?;
+        let at = touch(&mut tx, to).await?;
+        let mut insert = sqlx::query_as::<_, MessageRow>(&self.batch_sql);
+        for (draft, id) in drafts.iter().zip(ids) {
+            insert = insert
+                .bind(id)
+                .bind(to.conversation)
+                .bind(&draft.role)
+                .bind(&draft.content)
+                .bind(draft.tokens_used)
+                .bind(at);
+        }
+        let mut stored = insert.fetch_all(&mut *tx).await?;
+        tx.commit().await?;
+        stored.sort_by_key(|m| m.id);
+        Ok(black_box(stored).len())
+    }
+
+    async fn newest_messages(&self, of: Owned) -> Result<usize> {
+        let mut conn = self.pool.acquire().await?;
+        let found: bool = sqlx::query_scalar(sql::CONVERSATION_IS_OWNED)
+            .bind(of.conversation)
+            .bind(of.owner)
+            .fetch_one(&mut *conn)
+            .await?;
+        if !found {
+            return Err(missing("conversation"));
+        }
+        let mut page = sqlx::query_as::<_, MessageRow>(sql::NEWEST_MESSAGES)
+            .bind(of.conversation)
+            .bind(DateTime::<Utc>::UNIX_EPOCH)
+            .bind(PAGE_SIZE + 1)
+            .fetch_all(&mut *conn)
+            .await?;
+        page.truncate(usize::try_from(PAGE_SIZE)?);
+        Ok(black_box(page).len())
+    }
+
+    async fn create_conversation(&self, owner: Uuid, first: &Draft) -> Result<usize> {
+        let mut tx = self.pool.begin().await?;
+        let conversation = sqlx::query_as::<_, ConversationRow>(sql::INSERT_CONVERSATION)
+            .bind(owner)
+            .bind(Some(NEW_TITLE))
+            .bind(NEW_PROVIDER)
+            .bind(Some(NEW_MODEL))
+            .fetch_one(&mut *tx)
+            .await?;
+        let message = sqlx::query_as::<_, MessageRow>(sql::INSERT_MESSAGE)
+            .bind(Uuid::new_v4())
+            .bind(conversation.id)
+            .bind(&first.role)
+            .bind(&first.content)
+            .bind(first.tokens_used)
+            .bind(conversation.created_at.unwrap_or_else(Utc::now))
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        black_box((conversation, message));
+        Ok(2)
+    }
+
+    async fn checkout(&self) -> Result<usize> {
+        drop(black_box(self.pool.acquire().await?));
+        Ok(0)
+    }
+}

@@ -1,0 +1,208 @@
+//! A TCP proxy in front of PostgreSQL that reads what clients send: which
+//! statements they execute (by SQL text, whether prepared or simple), how
+//! many round trips they make (each `Sync` or simple `Query` waits for the
+//! server's `ReadyForQuery`) and how many statements they prepare. It lets
+//! [`crate::verify`] compare the contenders on what they actually send.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Protocol codes that precede the real startup message (SSLRequest,
+/// GSSENCRequest); the server answers them with one byte.
+const PRE_STARTUP_CODES: [i32; 2] = [80_877_103, 80_877_104];
+
+/// What the clients sent since the last [`Proxy::take`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// The SQL of every statement executed, in order: the text a `Bind`
+    /// names through its prepared statement, or a simple query's text.
+    pub statements: Vec<String>,
+    /// `Sync` and simple `Query` messages.
+    pub round_trips: u64,
+    /// The SQL of every statement prepared (`Parse`), in order.
+    pub prepared: Vec<String>,
+}
+
+/// The proxy: listens on an ephemeral port of 127.0.0.1 and relays every
+/// connection to `upstream`.
+pub struct Proxy {
+    address: SocketAddr,
+    traffic: Arc<Mutex<Traffic>>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Starts relaying to `upstream` (`host:port`).
+    ///
+    /// Fails when no local port can be bound.
+    pub async fn start(upstream: String) -> io::Result<Proxy> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let traffic = Arc::new(Mutex::new(Traffic::default()));
+        let shared = Arc::clone(&traffic);
+        let listener = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let traffic = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    // A relay ends when either side closes; nothing to report.
+                    let _ = relay(client, &upstream, traffic).await;
+                });
+            }
+        });
+        Ok(Proxy {
+            address,
+            traffic,
+            listener,
+        })
+    }
+
+    /// The port clients connect to.
+    pub fn port(&self) -> u16 {
+        self.address.port()
+    }
+
+    /// What was sent since the last call, and starts counting afresh.
+    pub fn take(&self) -> Traffic {
+        std::mem::take(&mut *self.traffic.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+async fn relay(client: TcpStream, upstream: &str, traffic: Arc<Mutex<Traffic>>) -> io::Result<()> {
+    let server = TcpStream::connect(upstream).await?;
+    client.set_nodelay(true)?;
+    server.set_nodelay(true)?;
+    let (client_in, mut client_out) = client.into_split();
+    let (mut server_in, server_out) = server.into_split();
+    let answers =
+        tokio::spawn(async move { tokio::io::copy(&mut server_in, &mut client_out).await });
+    let result = inspect(client_in, server_out, &traffic).await;
+    answers.abort();
+    result
+}
+
+/// Forwards the client's messages one by one, recording each.
+async fn inspect(
+    from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    traffic: &Mutex<Traffic>,
+) -> io::Result<()> {
+    let mut from = BufReader::new(from);
+    // Startup messages carry no type byte.
+    loop {
+        let length = from.read_i32().await?;
+        let body = read_body(&mut from, length).await?;
+        to.write_i32(length).await?;
+        to.write_all(&body).await?;
+        let code = body
+            .get(..4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+        if !code.is_some_and(|c| PRE_STARTUP_CODES.contains(&c)) {
+            break;
+        }
+    }
+    let mut prepared: HashMap<String, String> = HashMap::new();
+    loop {
+        let tag = match from.read_u8().await {
+            Ok(tag) => tag,
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let length = from.read_i32().await?;
+        let body = read_body(&mut from, length).await?;
+        record(tag, &body, &mut prepared, traffic);
+        let mut message = Vec::with_capacity(body.len() + 5);
+        message.push(tag);
+        message.extend_from_slice(&length.to_be_bytes());
+        message.extend_from_slice(&body);
+        to.write_all(&message).await?;
+    }
+}
+
+async fn read_body(from: &mut BufReader<OwnedReadHalf>, length: i32) -> io::Result<Vec<u8>> {
+    let size = usize::try_from(length - 4)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "negative message length"))?;
+    let mut body = vec![0; size];
+    from.read_exact(&mut body).await?;
+    Ok(body)
+}
+
+/// Splits the NUL-terminated strings at the start of a message body.
+fn strings(body: &[u8], count: usize) -> Vec<String> {
+    body.split(|b| *b == 0)
+        .take(count)
+        .map(|s| String::from_utf8_lossy(s).into_owned())
+        .collect()
+}
+
+fn record(tag: u8, body: &[u8], prepared: &mut HashMap<String, String>, traffic: &Mutex<Traffic>) {
+    let mut traffic = traffic.lock().unwrap_or_else(PoisonError::into_inner);
+    match tag {
+        b'P' => {
+            if let [name, sql] = strings(body, 2).as_slice() {
+                prepared.insert(name.clone(), sql.clone());
+                traffic.prepared.push(sql.clone());
+            }
+        }
+        b'B' => {
+            if let [_portal, name] = strings(body, 2).as_slice() {
+                let sql = prepared
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| format!("<unknown statement {name:?}>"));
+                traffic.statements.push(sql);
+            }
+        }
+        b'Q' => {
+            traffic.statements.extend(strings(body, 1));
+            traffic.round_trips += 1;
+        }
+        b'S' => traffic.round_trips += 1,
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(tag: u8, parts: &[&str]) -> (u8, Vec<u8>) {
+        let mut body = Vec::new();
+        for part in parts {
+            body.extend_from_slice(part.as_bytes());
+            body.push(0);
+        }
+        (tag, body)
+    }
+
+    #[test]
+    fn binds_are_recorded_as_the_sql_they_execute() {
+        let traffic = Mutex::new(Traffic::default());
+        let mut prepared = HashMap::new();
+        for (tag, body) in [
+            message(b'Q', &["BEGIN"]),
+            message(b'P', &["s1", "SELECT 1"]),
+            message(b'S', &[]),
+            message(b'B', &["", "s1"]),
+            message(b'E', &[""]),
+            message(b'S', &[]),
+        ] {
+            record(tag, &body, &mut prepared, &traffic);
+        }
+        let traffic = traffic.into_inner().unwrap();
+        assert_eq!(traffic.statements, ["BEGIN", "SELECT 1"]);
+        assert_eq!(traffic.round_trips, 3);
+        assert_eq!(traffic.prepared, ["SELECT 1"]);
+    }
+}
