@@ -121,7 +121,10 @@ impl Health {
     }
 
     pub(crate) fn mark_connected(&self) {
-        self.connected.store(true, Ordering::Relaxed);
+        // Called on every checkout: the common case costs one atomic swap.
+        if self.connected.swap(true, Ordering::Relaxed) {
+            return;
+        }
         if let Ok(mut last) = self.last_error.lock() {
             *last = None;
         }
@@ -217,20 +220,9 @@ pub(crate) fn build(config: &DbConfig, health: Arc<Health>) -> Result<DbPool, Co
         }
         .boxed()
     });
-    // A checkout only asks whether the socket is still open: no round trip.
-    // Connections the server closed are dropped here; one that dies silently
-    // fails its first query, is marked broken and is not returned to the pool.
-    manager_config.recycling_method = RecyclingMethod::CustomFunction(Box::new(|conn| {
-        let broken = conn.is_broken();
-        async move {
-            if broken {
-                Err(diesel::result::Error::BrokenTransactionManager)
-            } else {
-                Ok(())
-            }
-        }
-        .boxed()
-    }));
+    // bb8's own check on checkout is off (see `checkout`, which asks
+    // `is_broken()` itself, without a round trip or a boxed future).
+    manager_config.recycling_method = RecyclingMethod::Fast;
 
     let manager = AsyncDieselConnectionManager::new_with_config(String::new(), manager_config);
     let settings = config.pool();
@@ -239,7 +231,7 @@ pub(crate) fn build(config: &DbConfig, health: Arc<Health>) -> Result<DbPool, Co
         .min_idle(Some(settings.min_idle))
         .idle_timeout(Some(settings.idle_timeout))
         .connection_timeout(settings.connection_timeout)
-        .test_on_check_out(true)
+        .test_on_check_out(false)
         .error_sink(Box::new(LogSink { target, health }))
         .build_unchecked(manager))
 }
@@ -317,32 +309,60 @@ pub(crate) async fn checkout(
             reason,
         }
     };
-    let waiting = Waiting::new(&queue.waiting);
-    let turn = match tokio::time::timeout_at(deadline, queue.turns.acquire()).await {
-        Ok(Ok(permit)) => {
-            // Held by the `Turn` from here on, which gives it back on drop.
-            permit.forget();
-            Turn(queue.clone())
-        }
-        Ok(Err(_)) => {
-            return Err(Error::Unavailable {
-                target: target.to_owned(),
-                reason: "the store was closed".to_owned(),
-            })
-        }
-        Err(_) => return Err(timed_out()),
+    let closed = || Error::Unavailable {
+        target: target.to_owned(),
+        reason: "the store was closed".to_owned(),
     };
-    let got = tokio::time::timeout_at(deadline, pool.get_owned()).await;
-    drop(waiting);
-    match got {
-        Ok(Ok(conn)) => Ok(PooledConn { conn, _turn: turn }),
-        Ok(Err(bb8::RunError::TimedOut)) | Err(_) => Err(timed_out()),
-        Ok(Err(bb8::RunError::User(e))) => {
-            health.mark_failed(e.to_string());
-            Err(Error::Unavailable {
-                target: target.to_owned(),
-                reason: e.to_string(),
-            })
+    // A free turn is taken at once, with no timer; only a caller that has
+    // to wait stands in line under the deadline.
+    let (turn, waiting) = match queue.turns.try_acquire() {
+        Ok(permit) => {
+            permit.forget();
+            (Turn(queue.clone()), None)
         }
-    }
+        Err(tokio::sync::TryAcquireError::Closed) => return Err(closed()),
+        Err(tokio::sync::TryAcquireError::NoPermits) => {
+            let waiting = Waiting::new(&queue.waiting);
+            match tokio::time::timeout_at(deadline, queue.turns.acquire()).await {
+                Ok(Ok(permit)) => {
+                    permit.forget();
+                    (Turn(queue.clone()), Some(waiting))
+                }
+                Ok(Err(_)) => return Err(closed()),
+                Err(_) => return Err(timed_out()),
+            }
+        }
+    };
+    // From here `turn` gives the permit back on every path.
+    let mut first = waiting.is_none();
+    let result = loop {
+        // bb8 bounds its own wait by the connection timeout, which is the
+        // whole budget when no time went on the turn.
+        let got = if first {
+            Ok(pool.get_owned().await)
+        } else {
+            tokio::time::timeout_at(deadline, pool.get_owned()).await
+        };
+        first = false;
+        match got {
+            // A connection whose socket the server closed while it sat idle
+            // is dropped (bb8 discards broken connections on return), and
+            // another is taken: no round trip is spent to find out.
+            Ok(Ok(mut conn)) => {
+                if !conn.is_broken() {
+                    break Ok(PooledConn { conn, _turn: turn });
+                }
+            }
+            Ok(Err(bb8::RunError::TimedOut)) | Err(_) => break Err(timed_out()),
+            Ok(Err(bb8::RunError::User(e))) => {
+                health.mark_failed(e.to_string());
+                break Err(Error::Unavailable {
+                    target: target.to_owned(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+    };
+    drop(waiting);
+    result
 }

@@ -1354,3 +1354,57 @@ async fn the_disabled_store_stores_nothing() {
         assert!(matches!(r, Err(Error::Disabled)), "{r:?}");
     }
 }
+
+#[tokio::test]
+async fn the_append_touch_is_prepared_once_per_connection() {
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    use pronghorn_db::UserStore;
+    let db = TestDb::migrated().await;
+    // One connection, so that every call shares its statement cache.
+    let store = pronghorn_db::PgStore::new(db.config().with_pool(pronghorn_db::PoolSettings {
+        min_idle: 1,
+        max_size: 1,
+        idle_timeout: std::time::Duration::from_secs(30),
+        connection_timeout: std::time::Duration::from_secs(5),
+    }))
+    .await
+    .expect("store");
+    let owner = store
+        .create_user(pronghorn_db::NewLocalUser::new(
+            "o@x.io",
+            "owner password",
+            "O",
+        ))
+        .await
+        .expect("owner")
+        .id;
+    let conv = store
+        .create_conversation(NewConversation::new(owner, "p"))
+        .await
+        .expect("conversation")
+        .id;
+    for i in 0..5 {
+        store
+            .append_message(owner, conv, NewMessage::new("user", format!("m{i}")))
+            .await
+            .expect("append");
+    }
+    let mut conn = store.conn().await.expect("conn");
+    let prepared = diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_prepared_statements WHERE statement LIKE 'UPDATE \"conversations\"%'",
+    )
+    .get_result::<N>(&mut *conn)
+    .await
+    .expect("pg_prepared_statements")
+    .n;
+    assert_eq!(
+        prepared, 1,
+        "five appends, one prepared UPDATE kept on the connection"
+    );
+}

@@ -143,13 +143,16 @@ pub async fn set_title(
 ///
 /// Fails with [`Error::NotFound`] unless `owner` owns the conversation.
 pub async fn touch(conn: &mut AsyncPgConnection, owner: UserId, id: Uuid) -> Result<DateTime<Utc>> {
-    let at: Option<DateTime<Utc>> = diesel::update(
-        conversations::table
-            .filter(conversations::id.eq(id))
-            .filter(conversations::user_id.eq(owner)),
+    // Every append runs this: kept prepared (its text never changes).
+    let at: Option<DateTime<Utc>> = super::cache_by_sql::CacheBySql(
+        diesel::update(
+            conversations::table
+                .filter(conversations::id.eq(id))
+                .filter(conversations::user_id.eq(owner)),
+        )
+        .set(conversations::updated_at.eq(clock_timestamp().nullable()))
+        .returning(conversations::updated_at),
     )
-    .set(conversations::updated_at.eq(clock_timestamp().nullable()))
-    .returning(conversations::updated_at)
     .get_result(conn)
     .await
     .optional()?

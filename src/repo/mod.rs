@@ -3,6 +3,7 @@
 //! transaction; the store checks connections out and calls them.
 
 pub mod audit;
+mod cache_by_sql;
 mod clock;
 pub mod conversations;
 pub mod messages;
