@@ -22,7 +22,7 @@
 
 use super::pg::ReadFrom;
 use super::tokens::interval;
-use super::users::{audit, authorize, load_actor, AuditAction, RequestMeta};
+use super::users::{audit, authorize, lock_actor_and_target, AuditAction, RequestMeta};
 use super::PgStore;
 use crate::error::{Error, Result, TokenProblem};
 use crate::models::{User, UserId};
@@ -358,8 +358,7 @@ impl PasswordResetStore for PgStore {
             let meta = meta.clone();
             self.transaction(move |conn| {
                 Box::pin(async move {
-                    let admin = load_actor(conn, actor).await?;
-                    let user = users_repo::lock_by_id(conn, target).await?;
+                    let (admin, user) = lock_actor_and_target(conn, actor, target).await?;
                     authorize(&admin, user.role.as_deref(), None)?;
                     let user_agent = meta.user_agent();
                     let row = repo::insert(

@@ -450,14 +450,44 @@ pub(crate) fn authorize(
     Ok(())
 }
 
-/// Loads the actor (unknown actors are refused, not "not found").
-pub(crate) async fn load_actor(conn: &mut AsyncPgConnection, actor: UserId) -> Result<User> {
-    match repo::find_by_id(conn, actor).await {
+/// Loads and locks the actor, so that its role cannot change until the
+/// action commits (unknown actors are refused, not "not found").
+async fn lock_actor(conn: &mut AsyncPgConnection, actor: UserId) -> Result<User> {
+    match repo::lock_by_id(conn, actor).await {
         Err(Error::NotFound { .. }) => Err(Error::Forbidden {
             reason: "the acting user does not exist".into(),
         }),
         other => other,
     }
+}
+
+/// Locks the acting admin and the target user, in id order (so that two
+/// admins acting on each other cannot deadlock), so that neither's role or
+/// block can change until the action commits. Returns `(actor, target)`.
+///
+/// Fails with [`Error::Forbidden`] when the actor does not exist, and
+/// [`Error::NotFound`] when the target does not.
+pub(crate) async fn lock_actor_and_target(
+    conn: &mut AsyncPgConnection,
+    actor: UserId,
+    target: UserId,
+) -> Result<(User, User)> {
+    let actor_first = actor <= target;
+    let first = if actor_first { actor } else { target };
+    let second = if actor_first { target } else { actor };
+    let locked = |id: UserId, r: Result<User>| match r {
+        Err(Error::NotFound { .. }) if id == actor => Err(Error::Forbidden {
+            reason: "the acting user does not exist".into(),
+        }),
+        other => other,
+    };
+    let a = locked(first, repo::lock_by_id(conn, first).await)?;
+    let b = if first == second {
+        a.clone()
+    } else {
+        locked(second, repo::lock_by_id(conn, second).await)?
+    };
+    Ok(if actor_first { (a, b) } else { (b, a) })
 }
 
 pub(crate) async fn audit(
@@ -569,7 +599,7 @@ impl UserStore for PgStore {
             let meta = meta.clone();
             self.transaction(move |conn| {
                 Box::pin(async move {
-                    let admin = load_actor(conn, actor).await?;
+                    let admin = lock_actor(conn, actor).await?;
                     authorize(&admin, Some(new.role.as_str()), Some(new.role))?;
                     let user = insert_local(conn, &checked, &new, &hash).await?;
                     let details =
@@ -751,8 +781,7 @@ impl UserStore for PgStore {
             let meta = meta.clone();
             self.transaction(move |conn| {
                 Box::pin(async move {
-                    let admin = load_actor(conn, actor).await?;
-                    let target = repo::lock_by_id(conn, id).await?;
+                    let (admin, target) = lock_actor_and_target(conn, actor, id).await?;
                     authorize(&admin, target.role.as_deref(), None)?;
                     let changes = checked.changes();
                     let user = repo::update_profile(conn, id, &changes).await?;
@@ -928,8 +957,7 @@ impl UserStore for PgStore {
             let meta = meta.clone();
             self.transaction(move |conn| {
                 Box::pin(async move {
-                    let admin = load_actor(conn, actor).await?;
-                    let user = repo::lock_by_id(conn, target)
+                    let (admin, user) = lock_actor_and_target(conn, actor, target)
                         .await
                         .map_err(not_found_user)?;
                     authorize(&admin, user.role.as_deref(), Some(role))?;
@@ -963,8 +991,7 @@ impl UserStore for PgStore {
             let meta = meta.clone();
             self.transaction(move |conn| {
                 Box::pin(async move {
-                    let admin = load_actor(conn, actor).await?;
-                    let user = repo::lock_by_id(conn, target).await?;
+                    let (admin, user) = lock_actor_and_target(conn, actor, target).await?;
                     authorize(&admin, user.role.as_deref(), None)?;
                     let updated = repo::set_blocked(conn, target, Some((&reason, actor))).await?;
                     // A blocked user keeps no way back in.
@@ -995,8 +1022,7 @@ impl UserStore for PgStore {
             let meta = meta.clone();
             self.transaction(move |conn| {
                 Box::pin(async move {
-                    let admin = load_actor(conn, actor).await?;
-                    let user = repo::lock_by_id(conn, target).await?;
+                    let (admin, user) = lock_actor_and_target(conn, actor, target).await?;
                     authorize(&admin, user.role.as_deref(), None)?;
                     let updated = repo::set_blocked(conn, target, None).await?;
                     audit(
@@ -1020,8 +1046,7 @@ impl UserStore for PgStore {
             let meta = meta.clone();
             self.transaction(move |conn| {
                 Box::pin(async move {
-                    let admin = load_actor(conn, actor).await?;
-                    let user = repo::lock_by_id(conn, target).await?;
+                    let (admin, user) = lock_actor_and_target(conn, actor, target).await?;
                     authorize(&admin, user.role.as_deref(), None)?;
                     // Written before the delete; the row's user_id then
                     // becomes NULL (ON DELETE SET NULL) and the email stays.
