@@ -51,8 +51,7 @@ pub mod views;
 
 pub use config::{ConfigError, Configuration, DbConfig, PoolSettings, SslMode};
 pub use conninfo::HostPort;
-pub use error::TokenProblem;
-pub use error::{Error, Result};
+pub use error::{Error, Result, TokenProblem};
 pub use models::{Role, User, UserId};
 pub use page::{Page, PageRequest};
 pub use pool::PoolStats;
@@ -61,15 +60,15 @@ pub use repo::messages::MessageOrder;
 pub use repo::users::UserFilter;
 pub use store::conversations::{NewConversation, NewMessage, TokenUsage};
 pub use store::password_resets::{ResetDelivery, ResetPolicy, ResetRequested};
+pub use store::replicas::ReplicaStatus;
 pub use store::sessions::{SessionCookie, SessionData, StoredSession};
 pub use store::tokens::IssuedRefreshToken;
 pub use store::users::{NewLocalUser, NewOAuthUser, ProfileUpdate, RequestMeta, RoleCount};
 pub use store::websocket::NewWebsocketConnection;
 pub use store::{
-    AuditStore, DisabledStore, HealthStore, Isolation, PgStore, ServerInfo, Store, UserStore,
+    AuditStore, ConversationStore, DisabledStore, HealthStore, Isolation, PasswordResetStore,
+    PgStore, RefreshTokenStore, ServerInfo, SessionStore, Store, UserStore, WebsocketStore,
 };
-pub use store::{ConversationStore, WebsocketStore};
-pub use store::{PasswordResetStore, RefreshTokenStore, SessionStore};
 pub use token::Token;
 
 use std::sync::Arc;
