@@ -11,8 +11,7 @@ use pronghorn_db::page::{PageRequest, MAX_PAGE_SIZE};
 use pronghorn_db::store::conversations::{BATCH_MAX, CONTENT_MAX_BYTES};
 use pronghorn_db::{
     Configuration, ConversationStore, DbConfig, DisabledStore, Error, MessageOrder,
-    NewConversation, NewMessage, NewWebsocketConnection, Page, PgStore, PoolSettings, UserId,
-    WebsocketStore,
+    NewConversation, NewMessage, NewWebsocketConnection, Page, PgStore, UserId, WebsocketStore,
 };
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -771,31 +770,9 @@ async fn cursors_only_work_for_the_listing_they_came_from() {
     }
 }
 
-/// A store whose server does not exist: any query would fail with
-/// `Unavailable`, so a `Validation` error proves the input was refused
-/// before a query was tried.
-async fn store_without_server() -> PgStore {
-    let config = match DbConfig::from_lookup(|k| match k {
-        "DB_CONNECTION_STRING" => Some("postgres://postgres@127.0.0.1:9/none".to_owned()),
-        "DB_SSL" => Some("false".to_owned()),
-        _ => None,
-    }) {
-        Ok(Configuration::Configured(c)) => *c,
-        other => panic!("expected a configuration: {other:?}"),
-    };
-    PgStore::new(config.with_pool(PoolSettings {
-        min_idle: 0,
-        max_size: 1,
-        idle_timeout: Duration::from_secs(30),
-        connection_timeout: Duration::from_millis(300),
-    }))
-    .await
-    .expect("store")
-}
-
 #[tokio::test]
 async fn invalid_input_is_refused_before_any_query() {
-    let store = store_without_server().await;
+    let store = common::store_without_server().await;
     let owner = UserId(Uuid::new_v4());
     let conv = Uuid::new_v4();
     let create =

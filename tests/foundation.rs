@@ -5,20 +5,11 @@
 mod common;
 
 use common::cluster::Cluster;
-use common::{admin_config, admin_url, TestDb};
+use common::{admin_config, admin_url, configured, TestDb};
 use pronghorn_db::{
     store_from, Configuration, DbConfig, Error, HealthStore, PgStore, PoolSettings, SslMode,
 };
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
-
-fn configured(vars: &[(&str, &str)]) -> DbConfig {
-    let map: HashMap<&str, &str> = vars.iter().copied().collect();
-    match DbConfig::from_lookup(|k| map.get(k).map(|v| v.to_string())) {
-        Ok(Configuration::Configured(c)) => *c,
-        other => panic!("expected configured: {other:?}"),
-    }
-}
 
 #[tokio::test]
 async fn nothing_configured_gives_a_disabled_store() {

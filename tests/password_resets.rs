@@ -761,24 +761,12 @@ async fn lookups_by_digest_go_through_the_new_unique_index() {
         def.contains("UNIQUE") && def.contains("(reset_token_hash)"),
         "{def}"
     );
-    client
-        .batch_execute("SET enable_seqscan = off")
-        .await
-        .expect("set");
-    let plan: Vec<String> = client
-        .query(
-            "EXPLAIN SELECT * FROM password_reset_requests WHERE reset_token_hash = 'x'",
-            &[],
-        )
-        .await
-        .expect("explain")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert!(
-        plan.join("\n").contains("idx_reset_requests_token_hash"),
-        "{plan:?}"
-    );
+    let plan = common::forced_plan(
+        &client,
+        "SELECT * FROM password_reset_requests WHERE reset_token_hash = 'x'",
+    )
+    .await;
+    assert!(plan.contains("idx_reset_requests_token_hash"), "{plan}");
 }
 
 #[tokio::test]

@@ -6,17 +6,9 @@
 
 mod common;
 
-use common::TestDb;
-use pronghorn_db::{Configuration, DbConfig, HealthStore, PgStore};
-use std::collections::HashMap;
+use common::{configured, TestDb};
+use pronghorn_db::{HealthStore, PgStore};
 
-fn configured(vars: &[(&str, &str)]) -> DbConfig {
-    let map: HashMap<&str, &str> = vars.iter().copied().collect();
-    match DbConfig::from_lookup(|k| map.get(k).map(|v| v.to_string())) {
-        Ok(Configuration::Configured(c)) => *c,
-        other => panic!("expected configured: {other:?}"),
-    }
-}
 use std::sync::{Arc, Mutex};
 use tracing::span::{Attributes, Id};
 use tracing::{Event, Subscriber};

@@ -534,37 +534,14 @@ async fn the_disabled_store_issues_no_token() {
 async fn lookups_by_digest_go_through_the_unique_index() {
     let db = TestDb::migrated().await;
     let client = db.client().await;
-    let plan: Vec<String> = client
-        .query(
-            "EXPLAIN SELECT * FROM refresh_tokens WHERE token_hash = 'x'",
-            &[],
-        )
-        .await
-        .expect("explain")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    let plan = plan.join("\n");
     // An empty table may be scanned; the index must at least exist and be
     // usable, which forbidding sequential scans shows.
-    client
-        .batch_execute("SET enable_seqscan = off")
-        .await
-        .expect("set");
-    let forced: Vec<String> = client
-        .query(
-            "EXPLAIN SELECT * FROM refresh_tokens WHERE token_hash = 'x'",
-            &[],
-        )
-        .await
-        .expect("explain")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert!(
-        forced.join("\n").contains("unique_token_hash"),
-        "{plan}\n{forced:?}"
-    );
+    let plan = common::forced_plan(
+        &client,
+        "SELECT * FROM refresh_tokens WHERE token_hash = 'x'",
+    )
+    .await;
+    assert!(plan.contains("unique_token_hash"), "{plan}");
 }
 
 #[tokio::test]

@@ -11,14 +11,10 @@ mod common;
 use common::TestDb;
 use pronghorn_db::page::PageRequest;
 use pronghorn_db::store::websocket::{CLEANUP_DAYS_MAX, METADATA_MAX_BYTES, USER_AGENT_MAX};
-use pronghorn_db::{
-    Configuration, DbConfig, DisabledStore, Error, NewWebsocketConnection, PgStore, PoolSettings,
-    UserId, WebsocketStore,
-};
+use pronghorn_db::{DisabledStore, Error, NewWebsocketConnection, UserId, WebsocketStore};
 use serde_json::json;
 use std::collections::HashSet;
 use std::net::IpAddr;
-use std::time::Duration;
 use uuid::Uuid;
 
 async fn new_user(client: &tokio_postgres::Client, email: &str) -> UserId {
@@ -611,30 +607,9 @@ async fn cleanup_deletes_old_closed_connections_and_counts_them() {
     );
 }
 
-/// A store whose server does not exist: a `Validation` error from it
-/// proves the input was refused before a query was tried.
-async fn store_without_server() -> PgStore {
-    let config = match DbConfig::from_lookup(|k| match k {
-        "DB_CONNECTION_STRING" => Some("postgres://postgres@127.0.0.1:9/none".to_owned()),
-        "DB_SSL" => Some("false".to_owned()),
-        _ => None,
-    }) {
-        Ok(Configuration::Configured(c)) => *c,
-        other => panic!("expected a configuration: {other:?}"),
-    };
-    PgStore::new(config.with_pool(PoolSettings {
-        min_idle: 0,
-        max_size: 1,
-        idle_timeout: Duration::from_secs(30),
-        connection_timeout: Duration::from_millis(300),
-    }))
-    .await
-    .expect("store")
-}
-
 #[tokio::test]
 async fn invalid_input_is_refused_before_any_query() {
-    let store = store_without_server().await;
+    let store = common::store_without_server().await;
     let actor = UserId(Uuid::new_v4());
     let long_id = "c".repeat(65);
     let mut bad_meta = NewWebsocketConnection::new("ok");

@@ -30,6 +30,57 @@ pub fn admin_config() -> DbConfig {
     }
 }
 
+/// The configuration `vars` give (name, value); panics unless it is
+/// configured.
+pub fn configured(vars: &[(&str, &str)]) -> DbConfig {
+    match DbConfig::from_lookup(|k| {
+        vars.iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| (*v).to_owned())
+    }) {
+        Ok(Configuration::Configured(c)) => *c,
+        other => panic!("expected a configuration: {other:?}"),
+    }
+}
+
+/// A store whose server does not exist: any query would fail with
+/// `Unavailable`, so a `Validation` error from it proves the input was
+/// refused before a query was tried.
+pub async fn store_without_server() -> PgStore {
+    let config = configured(&[
+        (
+            "DB_CONNECTION_STRING",
+            "postgres://postgres@127.0.0.1:9/none",
+        ),
+        ("DB_SSL", "false"),
+    ]);
+    PgStore::new(config.with_pool(PoolSettings {
+        min_idle: 0,
+        max_size: 1,
+        idle_timeout: Duration::from_secs(30),
+        connection_timeout: Duration::from_millis(300),
+    }))
+    .await
+    .expect("store")
+}
+
+/// The plan `sql` gets with sequential scans forbidden (so that a usable
+/// index shows even on a small table), as one text.
+pub async fn forced_plan(client: &tokio_postgres::Client, sql: &str) -> String {
+    client
+        .batch_execute("SET enable_seqscan = off")
+        .await
+        .expect("set");
+    let lines: Vec<String> = client
+        .query(&format!("EXPLAIN {sql}"), &[])
+        .await
+        .expect("explain")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    lines.join("\n")
+}
+
 /// A plain admin connection (no TLS), for creating and dropping databases.
 pub async fn admin_client() -> tokio_postgres::Client {
     let url = admin_url();
