@@ -1333,7 +1333,7 @@ async fn the_disabled_store_stores_nothing() {
 }
 
 #[tokio::test]
-async fn the_append_touch_is_prepared_once_per_connection() {
+async fn the_append_statements_are_prepared_once_per_connection() {
     use diesel::sql_types::BigInt;
     use diesel_async::RunQueryDsl;
     #[derive(diesel::QueryableByName)]
@@ -1383,5 +1383,50 @@ async fn the_append_touch_is_prepared_once_per_connection() {
     assert_eq!(
         prepared, 1,
         "five appends, one prepared UPDATE kept on the connection"
+    );
+    drop(conn);
+
+    // Batches of any size share one prepared INSERT: its text does not
+    // grow with the number of rows.
+    for size in [1, 3, 7, 1000] {
+        let batch: Vec<NewMessage> = (0..size)
+            .map(|i| NewMessage::new("user", format!("b{size}-{i}")))
+            .collect();
+        let stored = store
+            .append_messages(owner, conv, batch)
+            .await
+            .expect("append batch");
+        assert_eq!(stored.len(), size);
+    }
+    let mut conn = store.conn().await.expect("conn");
+    #[derive(diesel::QueryableByName)]
+    struct Statement {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        statement: String,
+    }
+    let inserts: Vec<String> = diesel::sql_query(
+        "SELECT statement FROM pg_prepared_statements \
+         WHERE statement LIKE 'INSERT INTO \"messages\"%' ORDER BY statement",
+    )
+    .load::<Statement>(&mut *conn)
+    .await
+    .expect("pg_prepared_statements")
+    .into_iter()
+    .map(|s| s.statement)
+    .collect();
+    assert_eq!(
+        inserts.len(),
+        2,
+        "the one-row INSERT and one batch INSERT for four batch sizes: {inserts:#?}"
+    );
+    assert!(
+        inserts[0].contains(" SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[], $6::timestamptz[]) RETURNING "),
+        "{}",
+        inserts[0]
+    );
+    assert!(
+        inserts[1].contains(" VALUES ($1, $2, $3, $4, $5, $6) RETURNING "),
+        "{}",
+        inserts[1]
     );
 }

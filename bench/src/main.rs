@@ -11,7 +11,6 @@ use pronghorn_bench::rounds::Lineup;
 use pronghorn_bench::settings::{Settings, USAGE};
 use pronghorn_bench::target::Target;
 use pronghorn_bench::verify::{self, Profiles};
-use pronghorn_bench::workload::BATCH;
 use pronghorn_bench::{contender, scratch};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -56,9 +55,9 @@ async fn run(settings: &Settings) -> Result<()> {
         None
     };
     let lineup = Lineup {
-        handwritten: Arc::new(HandWritten::connect(&target, contender::POOL_SIZE, BATCH).await?),
+        handwritten: Arc::new(HandWritten::connect(&target, contender::POOL_SIZE).await?),
         store: Arc::new(Store::benchmark(&target).await?),
-        sqlx: Arc::new(Sqlx::connect(&target, contender::POOL_SIZE, BATCH).await?),
+        sqlx: Arc::new(Sqlx::connect(&target, contender::POOL_SIZE).await?),
         pgbench,
     };
     let mut samples = Samples::default();

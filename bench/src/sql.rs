@@ -104,42 +104,12 @@ pub const INSERT_MESSAGE: &str = concat!(
     message_columns!()
 );
 
-/// How many parameters one message row binds.
-pub const MESSAGE_PARAMS: usize = 6;
-
-/// `repo::messages::insert_many`: [`INSERT_MESSAGE`] with `rows` rows of
-/// six parameters each.
-pub fn insert_messages(rows: usize) -> String {
-    let (head, tail) = INSERT_MESSAGE
-        .split_once("($1, $2, $3, $4, $5, $6)")
-        .expect("INSERT_MESSAGE has one row of parameters");
-    let mut sql = String::from(head);
-    for row in 0..rows {
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        let first = row * MESSAGE_PARAMS + 1;
-        let params: Vec<String> = (first..first + MESSAGE_PARAMS)
-            .map(|n| format!("${n}"))
-            .collect();
-        sql.push('(');
-        sql.push_str(&params.join(", "));
-        sql.push(')');
-    }
-    sql.push_str(tail);
-    sql
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn multi_row_inserts_number_their_parameters_in_order() {
-        let two = insert_messages(2);
-        assert!(
-            two.contains("VALUES ($1, $2, $3, $4, $5, $6), ($7, $8, $9, $10, $11, $12) RETURNING")
-        );
-        assert_eq!(insert_messages(1), INSERT_MESSAGE);
-    }
-}
+/// `repo::messages::insert_many`: the batch as six arrays, one per column:
+/// `$1` ids, `$2` conversation ids, `$3` roles, `$4` contents, `$5` tokens
+/// used, `$6` creation times.
+pub const INSERT_MESSAGES: &str = concat!(
+    r#"INSERT INTO "messages" ("id", "conversation_id", "role", "content", "tokens_used", "created_at")"#,
+    " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[], $6::timestamptz[])",
+    " RETURNING ",
+    message_columns!()
+);

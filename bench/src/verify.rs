@@ -11,7 +11,7 @@ use crate::contender::Contender;
 use crate::scratch::Fixture;
 use crate::target::Target;
 use crate::wire::{Proxy, Traffic};
-use crate::workload::{Workload, BATCH};
+use crate::workload::Workload;
 use anyhow::{bail, ensure, Context, Result};
 use fastrand::Rng;
 use std::collections::BTreeMap;
@@ -51,9 +51,9 @@ pub async fn verify(
 ) -> Result<Profiles> {
     let proxy = Proxy::start(target.address()).await?;
     let via = target.via("127.0.0.1", proxy.port());
-    let handwritten = HandWritten::connect(&via, 1, BATCH).await?;
+    let handwritten = HandWritten::connect(&via, 1).await?;
     let store = Store::connect(&via, 1).await?;
-    let sqlx = Sqlx::connect(&via, 1, BATCH).await?;
+    let sqlx = Sqlx::connect(&via, 1).await?;
     proxy.take();
 
     let mut profiles = Profiles::new();

@@ -2,6 +2,7 @@
 //! conversation also filters on its owner, so a conversation of another user
 //! is indistinguishable from a missing one. Inputs are already validated.
 
+use super::columns::Rendered;
 use super::sql::{clock_timestamp, coalesce_ts};
 use crate::error::{Error, Result};
 use crate::models::conversations::NewConversationRow;
@@ -43,7 +44,7 @@ pub async fn insert(
 ) -> Result<Conversation> {
     Ok(diesel::insert_into(conversations::table)
         .values(row)
-        .returning(Conversation::as_returning())
+        .returning(Conversation::columns())
         .get_result(conn)
         .await?)
 }
@@ -58,7 +59,7 @@ pub async fn find_owned(
     conversations::table
         .filter(conversations::id.eq(id))
         .filter(conversations::user_id.eq(owner))
-        .select(Conversation::as_select())
+        .select(Conversation::columns())
         .first(conn)
         .await
         .optional()?
@@ -93,7 +94,7 @@ pub async fn list(
     let created = coalesce_ts(conversations::created_at, epoch());
     let mut query = conversations::table
         .filter(conversations::user_id.eq(owner))
-        .select(Conversation::as_select())
+        .select(Conversation::columns())
         .into_boxed();
     if let Some(c) = after {
         query = query.filter(
@@ -128,7 +129,7 @@ pub async fn set_title(
         conversations::title.eq(title),
         conversations::updated_at.eq(clock_timestamp().nullable()),
     ))
-    .returning(Conversation::as_returning())
+    .returning(Conversation::columns())
     .get_result(conn)
     .await
     .optional()?

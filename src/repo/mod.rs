@@ -5,6 +5,7 @@
 pub mod audit;
 mod cache_by_sql;
 mod clock;
+mod columns;
 pub mod conversations;
 pub mod messages;
 pub mod password_resets;

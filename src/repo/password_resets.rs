@@ -5,6 +5,7 @@
 //! clock (`now()`).
 
 use super::clock;
+use super::columns::Rendered;
 use super::sql::lower;
 use crate::error::Result;
 use crate::models::{PasswordResetRequest, UserId};
@@ -112,7 +113,7 @@ pub async fn insert(
             prr::ip_address.eq(ip),
             prr::user_agent.eq(user_agent),
         ))
-        .returning(PasswordResetRequest::as_returning())
+        .returning(PasswordResetRequest::columns())
         .get_result(conn)
         .await?)
 }
@@ -134,7 +135,7 @@ pub async fn find_by_digest(
 ) -> Result<Option<FoundRequest>> {
     Ok(prr::table
         .filter(prr::reset_token_hash.eq(digest.as_str()))
-        .select((PasswordResetRequest::as_select(), prr::expires_at.le(now)))
+        .select((PasswordResetRequest::columns(), prr::expires_at.le(now)))
         .first(conn)
         .await
         .optional()?
@@ -149,7 +150,7 @@ pub async fn lock_by_digest(
 ) -> Result<Option<FoundRequest>> {
     Ok(prr::table
         .filter(prr::reset_token_hash.eq(digest.as_str()))
-        .select((PasswordResetRequest::as_select(), prr::expires_at.le(now)))
+        .select((PasswordResetRequest::columns(), prr::expires_at.le(now)))
         .for_update()
         .first(conn)
         .await

@@ -3,6 +3,7 @@
 //! database's clock (`now()`), for writes and checks alike.
 
 use super::clock;
+use super::columns::Rendered;
 use crate::error::Result;
 use crate::models::{RefreshToken, UserId};
 use crate::schema::refresh_tokens as rt;
@@ -41,7 +42,7 @@ pub async fn insert(
             rt::token_hash.eq(digest.as_str()),
             rt::expires_at.eq(clock::from_now(ttl)),
         ))
-        .returning(RefreshToken::as_returning())
+        .returning(RefreshToken::columns())
         .get_result(conn)
         .await?)
 }
@@ -53,7 +54,7 @@ pub async fn find_by_digest(
 ) -> Result<Option<FoundToken>> {
     Ok(rt::table
         .filter(rt::token_hash.eq(digest.as_str()))
-        .select((RefreshToken::as_select(), rt::expires_at.le(now)))
+        .select((RefreshToken::columns(), rt::expires_at.le(now)))
         .first(conn)
         .await
         .optional()?
@@ -69,7 +70,7 @@ pub async fn lock_by_digest(
 ) -> Result<Option<FoundToken>> {
     Ok(rt::table
         .filter(rt::token_hash.eq(digest.as_str()))
-        .select((RefreshToken::as_select(), rt::expires_at.le(now)))
+        .select((RefreshToken::columns(), rt::expires_at.le(now)))
         .for_update()
         .first(conn)
         .await

@@ -1,6 +1,7 @@
 //! Queries on `users`. Each function takes a connection, so any set of them
 //! composes inside one transaction. Inputs are already validated.
 
+use super::columns::Rendered;
 use super::sql::{coalesce_ts, lower};
 use crate::error::{Error, Result};
 use crate::models::users::{NewUserRow, ProfileChanges};
@@ -61,7 +62,7 @@ fn not_found() -> Error {
 pub async fn insert(conn: &mut AsyncPgConnection, row: &NewUserRow<'_>) -> Result<User> {
     Ok(diesel::insert_into(users::table)
         .values(row)
-        .returning(User::as_returning())
+        .returning(User::columns())
         .get_result(conn)
         .await?)
 }
@@ -70,7 +71,7 @@ pub async fn insert(conn: &mut AsyncPgConnection, row: &NewUserRow<'_>) -> Resul
 pub async fn find_by_id(conn: &mut AsyncPgConnection, id: UserId) -> Result<User> {
     users::table
         .find(id)
-        .select(User::as_select())
+        .select(User::columns())
         .first(conn)
         .await
         .optional()?
@@ -82,7 +83,7 @@ pub async fn find_by_id(conn: &mut AsyncPgConnection, id: UserId) -> Result<User
 pub async fn lock_by_id(conn: &mut AsyncPgConnection, id: UserId) -> Result<User> {
     users::table
         .find(id)
-        .select(User::as_select())
+        .select(User::columns())
         .for_update()
         .first(conn)
         .await
@@ -98,7 +99,7 @@ pub async fn find_by_email(conn: &mut AsyncPgConnection, email: &str) -> Result<
     Ok(users::table
         .filter(lower(users::email).eq(email))
         .order((users::email.eq(email).desc(), users::created_at.asc()))
-        .select(User::as_select())
+        .select(User::columns())
         .first(conn)
         .await
         .optional()?)
@@ -113,7 +114,7 @@ pub async fn find_by_oauth(
     Ok(users::table
         .filter(users::oauth_provider.eq(provider))
         .filter(users::oauth_id.eq(oauth_id))
-        .select(User::as_select())
+        .select(User::columns())
         .first(conn)
         .await
         .optional()?)
@@ -143,7 +144,7 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<User>> {
     let created = coalesce_ts(users::created_at, epoch());
-    let mut query = users::table.select(User::as_select()).into_boxed();
+    let mut query = users::table.select(User::columns()).into_boxed();
     if let Some(role) = filter.role {
         query = query.filter(users::role.eq(role.as_str()));
     }
@@ -189,7 +190,7 @@ pub async fn update_profile(
     }
     diesel::update(users::table.find(id))
         .set(changes)
-        .returning(User::as_returning())
+        .returning(User::columns())
         .get_result(conn)
         .await
         .optional()?
@@ -227,7 +228,7 @@ pub async fn upgrade_password_hash(
 pub async fn record_login(conn: &mut AsyncPgConnection, id: UserId) -> Result<User> {
     diesel::update(users::table.find(id))
         .set(users::last_login.eq(diesel::dsl::now))
-        .returning(User::as_returning())
+        .returning(User::columns())
         .get_result(conn)
         .await
         .optional()?
@@ -238,7 +239,7 @@ pub async fn record_login(conn: &mut AsyncPgConnection, id: UserId) -> Result<Us
 pub async fn set_email_verified(conn: &mut AsyncPgConnection, id: UserId) -> Result<User> {
     diesel::update(users::table.find(id))
         .set(users::email_verified.eq(true))
-        .returning(User::as_returning())
+        .returning(User::columns())
         .get_result(conn)
         .await
         .optional()?
@@ -253,7 +254,7 @@ pub async fn set_additional_roles(
 ) -> Result<User> {
     diesel::update(users::table.find(id))
         .set(users::additional_roles.eq(serde_json::json!(roles)))
-        .returning(User::as_returning())
+        .returning(User::columns())
         .get_result(conn)
         .await
         .optional()?
@@ -264,7 +265,7 @@ pub async fn set_additional_roles(
 pub async fn set_role(conn: &mut AsyncPgConnection, id: UserId, role: &str) -> Result<User> {
     diesel::update(users::table.find(id))
         .set(users::role.eq(role))
-        .returning(User::as_returning())
+        .returning(User::columns())
         .get_result(conn)
         .await
         .optional()?
@@ -289,7 +290,7 @@ pub async fn set_blocked(
             users::blocked_reason.eq(reason),
             users::blocked_by.eq(actor),
         ))
-        .returning(User::as_returning())
+        .returning(User::columns())
         .get_result(conn)
         .await
         .optional()?

@@ -2,6 +2,7 @@
 //! function. Inputs are already validated; IP addresses arrive as every
 //! form under which the address may be stored (see the store).
 
+use super::columns::Rendered;
 use super::sql::coalesce_jsonb;
 use crate::error::{Error, Result};
 use crate::functions::cleanup_old_websocket_connections;
@@ -56,7 +57,7 @@ pub async fn upsert(
             ws::user_id.eq(excluded(ws::user_id)),
             ws::is_authenticated.eq(excluded(ws::is_authenticated)),
         ))
-        .returning(WebsocketConnection::as_returning())
+        .returning(WebsocketConnection::columns())
         .get_result(conn)
         .await?)
 }
@@ -68,7 +69,7 @@ pub async fn find(
 ) -> Result<WebsocketConnection> {
     ws::table
         .filter(ws::connection_id.eq(connection_id))
-        .select(WebsocketConnection::as_select())
+        .select(WebsocketConnection::columns())
         .first(conn)
         .await
         .optional()?
@@ -105,7 +106,7 @@ pub async fn merge_metadata(
                 .concat(patch)
                 .nullable()),
         )
-        .returning(WebsocketConnection::as_returning())
+        .returning(WebsocketConnection::columns())
         .get_result(conn)
         .await
         .optional()?
@@ -124,7 +125,7 @@ pub async fn disconnect(
             ws::disconnected_at
                 .eq(super::sql::coalesce_ts(ws::disconnected_at, diesel::dsl::now).nullable()),
         )
-        .returning(WebsocketConnection::as_returning())
+        .returning(WebsocketConnection::columns())
         .get_result(conn)
         .await
         .optional()?
@@ -149,7 +150,7 @@ pub async fn set_blocked(
             ws::blocked_reason.eq(reason),
             ws::blocked_by.eq(actor),
         ))
-        .returning(WebsocketConnection::as_returning())
+        .returning(WebsocketConnection::columns())
         .get_result(conn)
         .await
         .optional()?

@@ -3,7 +3,7 @@
 //! (`prepare_cached`), rows read by position.
 
 use super::{
-    ascending_ids, Contender, Draft, Owned, NEW_MODEL, NEW_PROVIDER, NEW_TITLE, PAGE_SIZE,
+    ascending_ids, Columns, Contender, Draft, Owned, NEW_MODEL, NEW_PROVIDER, NEW_TITLE, PAGE_SIZE,
 };
 use crate::rows::{ConversationRow, MessageRow, UserRow};
 use crate::sql;
@@ -12,23 +12,19 @@ use anyhow::{anyhow, Context, Result};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::hint::black_box;
-use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 /// A deadpool-postgres pool whose checkouts ask only whether the socket is
 /// closed (`RecyclingMethod::Fast`), as the store's pool does.
 pub struct HandWritten {
     pool: Pool,
-    /// The multi-row insert for the batch size in use, built once.
-    batch_sql: String,
 }
 
 impl HandWritten {
-    /// Builds the pool for `target` and opens its `pool_size` connections;
-    /// `batch` is the number of rows [`Contender::append_messages`] inserts.
+    /// Builds the pool for `target` and opens its `pool_size` connections.
     ///
     /// Fails when a connection cannot be opened.
-    pub async fn connect(target: &Target, pool_size: u32, batch: usize) -> Result<HandWritten> {
+    pub async fn connect(target: &Target, pool_size: u32) -> Result<HandWritten> {
         let config: tokio_postgres::Config = target.url().parse()?;
         let manager = Manager::from_config(
             config,
@@ -41,10 +37,7 @@ impl HandWritten {
         let pool = Pool::builder(manager).max_size(size).build()?;
         let held = futures_util::future::try_join_all((0..size).map(|_| pool.get())).await?;
         drop(held);
-        Ok(HandWritten {
-            pool,
-            batch_sql: sql::insert_messages(batch),
-        })
+        Ok(HandWritten { pool })
     }
 }
 
@@ -122,21 +115,20 @@ impl Contender for HandWritten {
             .ok_or_else(|| missing("conversation"))?
             .try_get(0)?;
         let at = at.context("updated_at was not set")?;
-        let mut params: Vec<&(dyn ToSql + Sync)> =
-            Vec::with_capacity(drafts.len() * sql::MESSAGE_PARAMS);
-        for (draft, id) in drafts.iter().zip(&ids) {
-            params.extend_from_slice(&[
-                id,
-                &to.conversation,
-                &draft.role,
-                &draft.content,
-                &draft.tokens_used,
-                &at,
-            ]);
-        }
-        let insert = tx.prepare_cached(&self.batch_sql).await?;
+        let batch = Columns::of(drafts, to.conversation, at);
+        let insert = tx.prepare_cached(sql::INSERT_MESSAGES).await?;
         let mut stored = tx
-            .query(&insert, &params)
+            .query(
+                &insert,
+                &[
+                    &ids,
+                    &batch.conversations,
+                    &batch.roles,
+                    &batch.contents,
+                    &batch.tokens,
+                    &batch.created,
+                ],
+            )
             .await?
             .iter()
             .map(MessageRow::try_from)

@@ -2,7 +2,7 @@
 //! prepared once per connection (sqlx's default, `persistent(true)`).
 
 use super::{
-    ascending_ids, Contender, Draft, Owned, NEW_MODEL, NEW_PROVIDER, NEW_TITLE, PAGE_SIZE,
+    ascending_ids, Columns, Contender, Draft, Owned, NEW_MODEL, NEW_PROVIDER, NEW_TITLE, PAGE_SIZE,
 };
 use crate::rows::{ConversationRow, MessageRow, UserRow};
 use crate::sql;
@@ -21,16 +21,13 @@ use uuid::Uuid;
 /// not make (they only ask whether the socket is closed).
 pub struct Sqlx {
     pool: PgPool,
-    /// The multi-row insert for the batch size in use, built once.
-    batch_sql: String,
 }
 
 impl Sqlx {
-    /// Builds the pool for `target` with `pool_size` open connections;
-    /// `batch` is the number of rows [`Contender::append_messages`] inserts.
+    /// Builds the pool for `target` with `pool_size` open connections.
     ///
     /// Fails when a connection cannot be opened.
-    pub async fn connect(target: &Target, pool_size: u32, batch: usize) -> Result<Sqlx> {
+    pub async fn connect(target: &Target, pool_size: u32) -> Result<Sqlx> {
         let options = PgConnectOptions::from_str(&target.url())?;
         let pool = PgPoolOptions::new()
             .max_connections(pool_size)
@@ -44,10 +41,7 @@ impl Sqlx {
         let held =
             futures_util::future::try_join_all((0..pool_size).map(|_| pool.acquire())).await?;
         drop(held);
-        Ok(Sqlx {
-            pool,
-            batch_sql: sql::insert_messages(batch),
-        })
+        Ok(Sqlx { pool })
     }
 }
 
@@ -118,16 +112,14 @@ impl Contender for Sqlx {
         let ids = ascending_ids(drafts.len());
         let mut tx = self.pool.begin().await?;
         let at = touch(&mut tx, to).await?;
-        let mut insert = sqlx::query_as::<_, MessageRow>(&self.batch_sql);
-        for (draft, id) in drafts.iter().zip(ids) {
-            insert = insert
-                .bind(id)
-                .bind(to.conversation)
-                .bind(&draft.role)
-                .bind(&draft.content)
-                .bind(draft.tokens_used)
-                .bind(at);
-        }
+        let batch = Columns::of(drafts, to.conversation, at);
+        let insert = sqlx::query_as::<_, MessageRow>(sql::INSERT_MESSAGES)
+            .bind(&ids)
+            .bind(&batch.conversations)
+            .bind(&batch.roles)
+            .bind(&batch.contents)
+            .bind(&batch.tokens)
+            .bind(&batch.created);
         let mut stored = insert.fetch_all(&mut *tx).await?;
         tx.commit().await?;
         stored.sort_by_key(|m| m.id);

@@ -1,0 +1,174 @@
+//! Select lists rendered to SQL once per process.
+//!
+//! diesel-async renders the whole SQL text of every query it runs, even one
+//! whose prepared statement it already holds, and Diesel's query builder
+//! allocates a string for each quoted identifier. A model's select list is
+//! most of that text (`"users"."id", "users"."email", ...`: two identifiers
+//! per column), yet it never changes. [`Rendered::columns`] is the model's
+//! `as_select()` with its text rendered by Diesel once and then pushed as one
+//! string: the same SQL, the same SQL type and the same row mapping, without
+//! rebuilding the list on every query.
+
+use diesel::dsl::AsSelect;
+use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, ValidGrouping};
+use diesel::pg::Pg;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
+use diesel::{QueryResult, Selectable, SelectableHelper};
+use std::sync::OnceLock;
+
+/// A model's select list, with its SQL text rendered once. Wherever the
+/// text could not be rendered (it never fails for a list of columns), the
+/// list is rendered on every query as usual.
+pub(crate) struct Columns<T: Selectable<Pg>> {
+    selection: AsSelect<T, Pg>,
+    sql: Option<&'static str>,
+}
+
+/// A model whose select list is rendered once per process.
+pub(crate) trait Rendered: Selectable<Pg> + Sized {
+    /// `Self::as_select()`, rendered once: use it in `select` and
+    /// `returning` clauses wherever `as_select()` or `as_returning()` would
+    /// go.
+    fn columns() -> Columns<Self>;
+}
+
+/// The SQL text of `selection`, or `None` when it holds bind parameters
+/// (the text would then not stand on its own) or cannot be rendered.
+fn render<E: QueryFragment<Pg>>(selection: &E) -> Option<String> {
+    let debug = diesel::debug_query::<Pg, _>(selection).to_string();
+    debug.strip_suffix(" -- binds: []").map(str::to_owned)
+}
+
+/// Implements [`Rendered`] for each model, each with its own cell holding
+/// its text.
+macro_rules! rendered {
+    ($($model:ty),* $(,)?) => {
+        $(
+            impl Rendered for $model {
+                fn columns() -> Columns<Self> {
+                    static SQL: OnceLock<Option<String>> = OnceLock::new();
+                    let selection = <$model>::as_select();
+                    let sql = SQL.get_or_init(|| render(&selection)).as_deref();
+                    Columns { selection, sql }
+                }
+            }
+        )*
+    };
+}
+
+rendered!(
+    crate::models::User,
+    crate::models::Message,
+    crate::models::Conversation,
+    crate::models::RefreshToken,
+    crate::models::PasswordResetRequest,
+    crate::models::WebsocketConnection,
+);
+
+impl<T: Selectable<Pg>> Expression for Columns<T>
+where
+    AsSelect<T, Pg>: Expression,
+{
+    type SqlType = <AsSelect<T, Pg> as Expression>::SqlType;
+}
+
+impl<T: Selectable<Pg>, GB> ValidGrouping<GB> for Columns<T>
+where
+    AsSelect<T, Pg>: ValidGrouping<GB>,
+{
+    type IsAggregate = <AsSelect<T, Pg> as ValidGrouping<GB>>::IsAggregate;
+}
+
+impl<T: Selectable<Pg>, QS> SelectableExpression<QS> for Columns<T> where
+    AsSelect<T, Pg>: SelectableExpression<QS>
+{
+}
+
+impl<T: Selectable<Pg>, QS> AppearsOnTable<QS> for Columns<T> where
+    AsSelect<T, Pg>: AppearsOnTable<QS>
+{
+}
+
+impl<T: Selectable<Pg> + 'static> QueryId for Columns<T>
+where
+    AsSelect<T, Pg>: QueryId,
+{
+    // The text is a function of the type alone, so a statement holding this
+    // list is keyed by type like one holding `as_select()`, under its own key.
+    type QueryId = Columns<T>;
+    const HAS_STATIC_QUERY_ID: bool = <AsSelect<T, Pg> as QueryId>::HAS_STATIC_QUERY_ID;
+}
+
+impl<T: Selectable<Pg>> QueryFragment<Pg> for Columns<T>
+where
+    AsSelect<T, Pg>: QueryFragment<Pg>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        match self.sql {
+            Some(sql) => {
+                out.push_sql(sql);
+                Ok(())
+            }
+            None => self.selection.walk_ast(out),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::{
+        Conversation, Message, PasswordResetRequest, RefreshToken, User, WebsocketConnection,
+    };
+    use crate::schema::users;
+    use diesel::prelude::*;
+
+    /// The rendered list is in use (not the fallback) and is Diesel's own
+    /// text for `as_select()`.
+    fn same_text<T: Rendered>()
+    where
+        AsSelect<T, Pg>: QueryFragment<Pg>,
+    {
+        let rendered = T::columns();
+        let text = rendered.sql.map(str::to_owned);
+        assert_eq!(text, render(&T::as_select()));
+        assert!(text.is_some_and(|t| t.starts_with('"') && !t.contains('$')));
+    }
+
+    #[test]
+    fn every_model_list_is_rendered_as_diesel_renders_it() {
+        same_text::<User>();
+        same_text::<Message>();
+        same_text::<Conversation>();
+        same_text::<RefreshToken>();
+        same_text::<PasswordResetRequest>();
+        same_text::<WebsocketConnection>();
+    }
+
+    #[test]
+    fn a_query_with_the_rendered_list_is_the_query_with_as_select() {
+        let id = uuid::Uuid::nil();
+        let with_rendered = users::table
+            .filter(users::id.eq(id))
+            .select(User::columns())
+            .limit(1);
+        let with_select = users::table
+            .filter(users::id.eq(id))
+            .select(User::as_select())
+            .limit(1);
+        assert_eq!(
+            diesel::debug_query::<Pg, _>(&with_rendered).to_string(),
+            diesel::debug_query::<Pg, _>(&with_select).to_string()
+        );
+        let returning = diesel::update(users::table.filter(users::id.eq(id)))
+            .set(users::role.eq("user"))
+            .returning(User::columns());
+        let expected = diesel::update(users::table.filter(users::id.eq(id)))
+            .set(users::role.eq("user"))
+            .returning(User::as_returning());
+        assert_eq!(
+            diesel::debug_query::<Pg, _>(&returning).to_string(),
+            diesel::debug_query::<Pg, _>(&expected).to_string()
+        );
+    }
+}
