@@ -1,5 +1,5 @@
 //! [`CacheBySql`]: keeps a statement prepared whose SQL text never changes
-//! but that Diesel declines to cache.
+//! but that Diesel declines to cache, and [`KeepPrepared`], which wraps one.
 
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
@@ -33,3 +33,14 @@ impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for CacheBySql<Q> {
 impl<Q: Query> Query for CacheBySql<Q> {
     type SqlType = Q::SqlType;
 }
+
+/// `.keep_prepared()` on any statement: wraps it in [`CacheBySql`]. The
+/// same caution holds: only for statements whose SQL text is fixed.
+pub(crate) trait KeepPrepared: Sized {
+    /// This statement, kept prepared on its connection after it runs.
+    fn keep_prepared(self) -> CacheBySql<Self> {
+        CacheBySql(self)
+    }
+}
+
+impl<Q: QueryFragment<Pg>> KeepPrepared for Q {}

@@ -2,6 +2,7 @@
 //! conversation also filters on its owner, so a conversation of another user
 //! is indistinguishable from a missing one. Inputs are already validated.
 
+use super::cache_by_sql::KeepPrepared;
 use super::columns::Rendered;
 use super::sql::{clock_timestamp, coalesce_ts};
 use crate::error::{Error, Result};
@@ -130,6 +131,7 @@ pub async fn set_title(
         conversations::updated_at.eq(clock_timestamp().nullable()),
     ))
     .returning(Conversation::columns())
+    .keep_prepared()
     .get_result(conn)
     .await
     .optional()?
@@ -145,15 +147,14 @@ pub async fn set_title(
 /// Fails with [`Error::NotFound`] unless `owner` owns the conversation.
 pub async fn touch(conn: &mut AsyncPgConnection, owner: UserId, id: Uuid) -> Result<DateTime<Utc>> {
     // Every append runs this: kept prepared (its text never changes).
-    let at: Option<DateTime<Utc>> = super::cache_by_sql::CacheBySql(
-        diesel::update(
-            conversations::table
-                .filter(conversations::id.eq(id))
-                .filter(conversations::user_id.eq(owner)),
-        )
-        .set(conversations::updated_at.eq(clock_timestamp().nullable()))
-        .returning(conversations::updated_at),
+    let at: Option<DateTime<Utc>> = diesel::update(
+        conversations::table
+            .filter(conversations::id.eq(id))
+            .filter(conversations::user_id.eq(owner)),
     )
+    .set(conversations::updated_at.eq(clock_timestamp().nullable()))
+    .returning(conversations::updated_at)
+    .keep_prepared()
     .get_result(conn)
     .await
     .optional()?

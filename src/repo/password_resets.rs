@@ -4,6 +4,7 @@
 //! `idx_reset_requests_token_hash`; expiry is decided on the database's
 //! clock (`now()`).
 
+use super::cache_by_sql::KeepPrepared;
 use super::clock;
 use super::columns::Rendered;
 use super::sql::lower;
@@ -81,11 +82,13 @@ pub async fn set_counter(
                 users::reset_attempts.eq(attempts),
                 users::reset_attempts_reset_at.eq(now),
             ))
+            .keep_prepared()
             .execute(conn)
             .await?;
     } else {
         diesel::update(target)
             .set(users::reset_attempts.eq(attempts))
+            .keep_prepared()
             .execute(conn)
             .await?;
     }
@@ -162,6 +165,7 @@ pub async fn lock_by_digest(
 pub async fn mark_used(conn: &mut AsyncPgConnection, id: Uuid) -> Result<()> {
     diesel::update(prr::table.find(id))
         .set(prr::used_at.eq(now))
+        .keep_prepared()
         .execute(conn)
         .await?;
     Ok(())
@@ -183,6 +187,7 @@ pub async fn expire_others_of_user(
             .filter(prr::expires_at.gt(now)),
     )
     .set(prr::expires_at.eq(now))
+    .keep_prepared()
     .execute(conn)
     .await?)
 }

@@ -2,6 +2,7 @@
 //! through the unique index `unique_token_hash`; expiry is decided on the
 //! database's clock (`now()`), for writes and checks alike.
 
+use super::cache_by_sql::KeepPrepared;
 use super::clock;
 use super::columns::Rendered;
 use crate::error::Result;
@@ -98,6 +99,7 @@ pub async fn share_lock_owner(conn: &mut AsyncPgConnection, user: UserId) -> Res
 pub async fn revoke(conn: &mut AsyncPgConnection, id: Uuid) -> Result<bool> {
     let n = diesel::update(rt::table.find(id).filter(rt::revoked_at.is_null()))
         .set(rt::revoked_at.eq(now))
+        .keep_prepared()
         .execute(conn)
         .await?;
     Ok(n == 1)
@@ -112,6 +114,7 @@ pub async fn revoke_by_digest(conn: &mut AsyncPgConnection, digest: &TokenDigest
             .filter(rt::revoked_at.is_null()),
     )
     .set(rt::revoked_at.eq(now))
+    .keep_prepared()
     .execute(conn)
     .await?;
     Ok(n == 1)
@@ -125,6 +128,7 @@ pub async fn revoke_all_of_user(conn: &mut AsyncPgConnection, user: UserId) -> R
             .filter(rt::revoked_at.is_null()),
     )
     .set(rt::revoked_at.eq(now))
+    .keep_prepared()
     .execute(conn)
     .await?)
 }

@@ -9,6 +9,7 @@
 //! the server's usual `TimeZone` of UTC the column holds UTC; with any other
 //! setting both apps still agree, since neither sets `TimeZone` itself.
 
+use super::cache_by_sql::KeepPrepared;
 use crate::error::Result;
 use crate::schema::session;
 use chrono::{DateTime, Utc};
@@ -79,6 +80,7 @@ pub async fn upsert(
             session::sess.eq(excluded(session::sess)),
             session::expire.eq(excluded(session::expire)),
         ))
+        .keep_prepared()
         .execute(conn)
         .await?;
     Ok(())
@@ -93,6 +95,7 @@ pub async fn touch(
 ) -> Result<bool> {
     let n = diesel::update(session::table.find(sid).filter(session::expire.ge(now)))
         .set(session::expire.eq(wall_clock(current_setting(TIME_ZONE), expires_at)))
+        .keep_prepared()
         .execute(conn)
         .await?;
     Ok(n == 1)

@@ -1,6 +1,7 @@
 //! Queries on `users`. Each function takes a connection, so any set of them
 //! composes inside one transaction. Inputs are already validated.
 
+use super::cache_by_sql::KeepPrepared;
 use super::columns::Rendered;
 use super::sql::{coalesce_ts, lower};
 use crate::error::{Error, Result};
@@ -201,6 +202,7 @@ pub async fn update_profile(
 pub async fn set_password_hash(conn: &mut AsyncPgConnection, id: UserId, hash: &str) -> Result<()> {
     let n = diesel::update(users::table.find(id))
         .set(users::password_hash.eq(hash))
+        .keep_prepared()
         .execute(conn)
         .await?;
     if n == 0 {
@@ -219,6 +221,7 @@ pub async fn upgrade_password_hash(
 ) -> Result<bool> {
     let n = diesel::update(users::table.find(id).filter(users::password_hash.eq(old)))
         .set(users::password_hash.eq(new))
+        .keep_prepared()
         .execute(conn)
         .await?;
     Ok(n == 1)
@@ -229,6 +232,7 @@ pub async fn record_login(conn: &mut AsyncPgConnection, id: UserId) -> Result<Us
     diesel::update(users::table.find(id))
         .set(users::last_login.eq(diesel::dsl::now))
         .returning(User::columns())
+        .keep_prepared()
         .get_result(conn)
         .await
         .optional()?
@@ -240,6 +244,7 @@ pub async fn set_email_verified(conn: &mut AsyncPgConnection, id: UserId) -> Res
     diesel::update(users::table.find(id))
         .set(users::email_verified.eq(true))
         .returning(User::columns())
+        .keep_prepared()
         .get_result(conn)
         .await
         .optional()?
@@ -255,6 +260,7 @@ pub async fn set_additional_roles(
     diesel::update(users::table.find(id))
         .set(users::additional_roles.eq(serde_json::json!(roles)))
         .returning(User::columns())
+        .keep_prepared()
         .get_result(conn)
         .await
         .optional()?
@@ -266,6 +272,7 @@ pub async fn set_role(conn: &mut AsyncPgConnection, id: UserId, role: &str) -> R
     diesel::update(users::table.find(id))
         .set(users::role.eq(role))
         .returning(User::columns())
+        .keep_prepared()
         .get_result(conn)
         .await
         .optional()?
@@ -291,6 +298,7 @@ pub async fn set_blocked(
             users::blocked_by.eq(actor),
         ))
         .returning(User::columns())
+        .keep_prepared()
         .get_result(conn)
         .await
         .optional()?

@@ -2,6 +2,7 @@
 //! function. Inputs are already validated; IP addresses arrive as every
 //! form under which the address may be stored (see the store).
 
+use super::cache_by_sql::KeepPrepared;
 use super::columns::Rendered;
 use super::sql::coalesce_jsonb;
 use crate::error::{Error, Result};
@@ -58,6 +59,7 @@ pub async fn upsert(
             ws::is_authenticated.eq(excluded(ws::is_authenticated)),
         ))
         .returning(WebsocketConnection::columns())
+        .keep_prepared()
         .get_result(conn)
         .await?)
 }
@@ -86,6 +88,7 @@ pub async fn record_activity(conn: &mut AsyncPgConnection, connection_id: &str) 
             ws::last_activity_at.eq(diesel::dsl::now),
         ))
         .returning(ws::message_count)
+        .keep_prepared()
         .get_result(conn)
         .await
         .optional()?
@@ -107,6 +110,7 @@ pub async fn merge_metadata(
                 .nullable()),
         )
         .returning(WebsocketConnection::columns())
+        .keep_prepared()
         .get_result(conn)
         .await
         .optional()?
@@ -126,6 +130,7 @@ pub async fn disconnect(
                 .eq(super::sql::coalesce_ts(ws::disconnected_at, diesel::dsl::now).nullable()),
         )
         .returning(WebsocketConnection::columns())
+        .keep_prepared()
         .get_result(conn)
         .await
         .optional()?
@@ -151,6 +156,7 @@ pub async fn set_blocked(
             ws::blocked_by.eq(actor),
         ))
         .returning(WebsocketConnection::columns())
+        .keep_prepared()
         .get_result(conn)
         .await
         .optional()?

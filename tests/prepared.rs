@@ -1,0 +1,165 @@
+//! The statements of everyday calls stay prepared on their connection.
+//! Diesel keeps no `UPDATE` and no upsert prepared, so each would be
+//! prepared, run and closed on every call (two round trips more); the
+//! repository marks those whose text is fixed. Here every such call runs
+//! twice on a store of one connection: after the first round each statement
+//! is in `pg_prepared_statements`, and the second round prepares nothing.
+
+mod common;
+
+use chrono::{Duration, Utc};
+use common::TestDb;
+use diesel_async::RunQueryDsl;
+use pronghorn_db::models::Role;
+use pronghorn_db::store::users::{NewLocalUser, RequestMeta};
+use pronghorn_db::{
+    NewWebsocketConnection, PgStore, PoolSettings, RefreshTokenStore, SessionCookie, SessionData,
+    SessionStore, UserId, UserStore, WebsocketStore,
+};
+
+#[derive(diesel::QueryableByName, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Prepared {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    statement: String,
+    /// When it was prepared, as text: the same statement prepared again
+    /// would show a later time.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    at: String,
+}
+
+/// The statements prepared on the store's one connection, but this query
+/// (prepared only while it runs).
+async fn prepared(store: &PgStore) -> Vec<Prepared> {
+    let mut conn = store.conn().await.expect("conn");
+    let mut rows = diesel::sql_query(
+        "SELECT statement, prepare_time::text AS at FROM pg_prepared_statements \
+         WHERE statement NOT LIKE '%pg_prepared_statements%'",
+    )
+    .load::<Prepared>(&mut *conn)
+    .await
+    .expect("pg_prepared_statements");
+    rows.sort();
+    rows
+}
+
+/// One round of the calls whose statements are `UPDATE`s or upserts.
+async fn round(store: &PgStore, admin: UserId, user: UserId, n: u32) {
+    let meta = RequestMeta::default();
+    store.record_login(user).await.expect("record login");
+    store.verify_email(user).await.expect("verify email");
+    store
+        .change_role(admin, user, Role::Admin, &meta)
+        .await
+        .expect("promote");
+    store
+        .change_role(admin, user, Role::User, &meta)
+        .await
+        .expect("demote");
+    store
+        .block_user(admin, user, "spam", &meta)
+        .await
+        .expect("block");
+    store
+        .unblock_user(admin, user, &meta)
+        .await
+        .expect("unblock");
+    let data = SessionData::new(SessionCookie::with_max_age(Duration::hours(1)));
+    store
+        .set_session("sid-1", &data)
+        .await
+        .expect("set session");
+    assert!(store
+        .touch_session("sid-1", Utc::now() + Duration::hours(2))
+        .await
+        .expect("touch session"));
+    let mut ws = NewWebsocketConnection::new("ws-1");
+    ws.user_id = Some(user);
+    store.websocket_connected(ws).await.expect("connect");
+    store
+        .record_websocket_activity("ws-1")
+        .await
+        .expect("activity");
+    store
+        .update_websocket_metadata("ws-1", serde_json::json!({ "round": n }))
+        .await
+        .expect("metadata");
+    store
+        .block_websocket_connection("ws-1", "flood", admin)
+        .await
+        .expect("block connection");
+    store
+        .unblock_websocket_connection("ws-1")
+        .await
+        .expect("unblock connection");
+    store
+        .websocket_disconnected("ws-1")
+        .await
+        .expect("disconnect");
+    let issued = store
+        .issue_refresh_token(user, Duration::hours(1))
+        .await
+        .expect("issue");
+    assert!(store
+        .revoke_refresh_token(issued.token.expose())
+        .await
+        .expect("revoke"));
+    store
+        .revoke_user_refresh_tokens(user)
+        .await
+        .expect("revoke all");
+}
+
+#[tokio::test]
+async fn updates_and_upserts_are_prepared_once_per_connection() {
+    let db = TestDb::migrated().await;
+    let store = PgStore::new(db.config().with_pool(PoolSettings {
+        min_idle: 1,
+        max_size: 1,
+        idle_timeout: std::time::Duration::from_secs(30),
+        connection_timeout: std::time::Duration::from_secs(5),
+    }))
+    .await
+    .expect("store");
+    let mut new_admin = NewLocalUser::new("admin@x.io", "admin password", "Admin");
+    new_admin.role = Role::Superadmin;
+    let admin = store.create_user(new_admin).await.expect("admin").id;
+    let user = store
+        .create_user(NewLocalUser::new("u@x.io", "user password", "U"))
+        .await
+        .expect("user")
+        .id;
+
+    round(&store, admin, user, 1).await;
+    let first = prepared(&store).await;
+    for kept in [
+        "UPDATE \"users\" SET \"last_login\"",
+        "UPDATE \"users\" SET \"email_verified\"",
+        "UPDATE \"users\" SET \"role\"",
+        "UPDATE \"users\" SET \"is_blocked\"",
+        "INSERT INTO \"session\"",
+        "UPDATE \"session\" SET \"expire\"",
+        "INSERT INTO \"websocket_connections\"",
+        "UPDATE \"websocket_connections\" SET \"message_count\"",
+        "UPDATE \"websocket_connections\" SET \"metadata\"",
+        "UPDATE \"websocket_connections\" SET \"is_blocked\"",
+        "UPDATE \"websocket_connections\" SET \"disconnected_at\"",
+        "UPDATE \"refresh_tokens\" SET \"revoked_at\"",
+    ] {
+        let n = first
+            .iter()
+            .filter(|p| p.statement.starts_with(kept))
+            .count();
+        assert!(
+            n >= 1,
+            "no prepared statement starts with {kept}: {:#?}",
+            first.iter().map(|p| &p.statement).collect::<Vec<_>>()
+        );
+    }
+
+    round(&store, admin, user, 2).await;
+    let second = prepared(&store).await;
+    assert_eq!(
+        first, second,
+        "the second round ran on the statements the first one prepared"
+    );
+}
