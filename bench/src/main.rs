@@ -11,7 +11,9 @@ use pronghorn_bench::rounds::Lineup;
 use pronghorn_bench::settings::{Settings, USAGE};
 use pronghorn_bench::target::Target;
 use pronghorn_bench::verify::{self, Profiles};
-use pronghorn_bench::{contender, scratch};
+use pronghorn_bench::contender::Contender;
+use pronghorn_bench::scratch::Fixture;
+use pronghorn_bench::{contender, measure, scratch};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -41,6 +43,9 @@ async fn run(settings: &Settings) -> Result<()> {
     eprintln!("seeding {} ...", scratch::DATABASE);
     let fixture = Arc::new(scratch::prepare(&admin).await?);
     let target = admin.database(scratch::DATABASE);
+    if let Some((name, ops)) = &settings.fixed {
+        return counted(&target, &fixture, settings, name, *ops).await;
+    }
 
     eprintln!("checking on the wire that the contenders send the same statements ...");
     let profiles = verify::verify(&target, &fixture, &settings.workloads).await?;
@@ -83,6 +88,43 @@ async fn run(settings: &Settings) -> Result<()> {
     println!();
     print!("{}", report::targets(&samples, &settings.workloads));
     Ok(())
+}
+
+/// Runs `ops` operations of each selected workload on the contender `name`
+/// and nothing else, so that the instructions a run counts under valgrind,
+/// less those of a run with fewer operations, are the contender's alone.
+async fn counted(
+    target: &Target,
+    fixture: &Arc<Fixture>,
+    settings: &Settings,
+    name: &str,
+    ops: u64,
+) -> Result<()> {
+    async fn each<C: Contender>(
+        contender: Arc<C>,
+        fixture: &Arc<Fixture>,
+        settings: &Settings,
+        ops: u64,
+    ) -> Result<()> {
+        for &workload in &settings.workloads {
+            measure::counted(&contender, fixture, workload, ops)
+                .await
+                .with_context(|| format!("{} on {}", workload.id(), contender.name()))?;
+            eprintln!("{}: {ops} operations on {}", workload.id(), contender.name());
+        }
+        Ok(())
+    }
+    match name {
+        "tokio-postgres" => {
+            let c = HandWritten::connect(target, contender::POOL_SIZE).await?;
+            each(Arc::new(c), fixture, settings, ops).await
+        }
+        "store" => each(Arc::new(Store::benchmark(target).await?), fixture, settings, ops).await,
+        _ => {
+            let c = Sqlx::connect(target, contender::POOL_SIZE).await?;
+            each(Arc::new(c), fixture, settings, ops).await
+        }
+    }
 }
 
 /// One line on the machine and the run's settings.

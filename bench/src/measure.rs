@@ -1,6 +1,7 @@
 //! Timed runs: a workload's tasks loop on one contender until the time is
 //! up; the throughput counts every finished operation over the time until
-//! the last task stopped.
+//! the last task stopped. Counted runs: the tasks share a fixed number of
+//! operations, for counting instructions per operation.
 
 use crate::contender::Contender;
 use crate::scratch::Fixture;
@@ -47,4 +48,37 @@ pub async fn throughput<C: Contender>(
     }
     let elapsed = started.elapsed().as_secs_f64();
     Ok(done as f64 / elapsed)
+}
+
+/// Runs exactly `ops` operations of `workload` on `contender`, shared by the
+/// workload's number of tasks.
+///
+/// Fails with the first operation that fails.
+pub async fn counted<C: Contender>(
+    contender: &Arc<C>,
+    fixture: &Arc<Fixture>,
+    workload: Workload,
+    ops: u64,
+) -> Result<()> {
+    let tasks = workload.tasks() as u64;
+    let runs: Vec<_> = (0..tasks)
+        .map(|task| {
+            let contender = Arc::clone(contender);
+            let fixture = Arc::clone(fixture);
+            let mut rng = Rng::with_seed(task);
+            let share = ops / tasks + u64::from(task < ops % tasks);
+            tokio::spawn(async move {
+                for _ in 0..share {
+                    workload
+                        .run_once(contender.as_ref(), &fixture, &mut rng)
+                        .await?;
+                }
+                Ok::<(), anyhow::Error>(())
+            })
+        })
+        .collect();
+    for run in runs {
+        run.await.context("a benchmark task panicked")??;
+    }
+    Ok(())
 }
