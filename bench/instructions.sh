@@ -7,7 +7,9 @@
 # operations (`--contender NAME --ops N`); seeding, connecting and start-up
 # cost the same in both runs, so (I(2N) - I(N)) / N is what one operation
 # costs in the benchmark's process: the contender's code, its pool, its
-# driver tasks and the runtime. The server's work is not counted.
+# driver tasks and the runtime. The server's work is not counted. Under
+# valgrind the longer run also lasts longer, so timers that fire in the
+# background (pool maintenance) add a little to the figure, alike for all.
 #
 # usage: bench/instructions.sh [--only W1,W2,...] [--ops N]   (default: all, N = 1000;
 #        W5, 1,000 rows per operation, runs N / 40; W8, a checkout without a query,
@@ -50,6 +52,7 @@ echo "| | tokio-postgres | store | sqlx | store ÷ tp | sqlx ÷ tp |"
 echo "|---|---:|---:|---:|---:|---:|"
 IFS=',' read -ra workloads <<<"$only"
 for w in "${workloads[@]}"; do
+    w="W${w#[Ww]}"
     n=$ops
     case "$w" in
         W5) n=$(( ops / 40 > 0 ? ops / 40 : 1 )) ;;
@@ -59,9 +62,17 @@ for w in "${workloads[@]}"; do
     for c in tokio-postgres store sqlx; do
         one=$(count "$w" "$c" "$n")
         two=$(count "$w" "$c" $(( 2 * n )))
+        if ! [[ $one =~ ^[0-9]+$ && $two =~ ^[0-9]+$ ]]; then
+            echo "no instruction count for $w on $c" >&2
+            exit 1
+        fi
         per[$c]=$(( (two - one) / n ))
         echo "$w $c: ${per[$c]} instructions per operation" >&2
     done
+    if [ "${per[tokio-postgres]}" -le 0 ]; then
+        echo "$w: tokio-postgres counted ${per[tokio-postgres]} per operation; raise --ops" >&2
+        exit 1
+    fi
     awk -v w="$w" -v tp="${per[tokio-postgres]}" -v st="${per[store]}" -v sq="${per[sqlx]}" 'BEGIN {
         printf "| %s | %.1fk | %.1fk | %.1fk | %.2f× | %.2f× |\n", w, tp / 1000, st / 1000, sq / 1000, st / tp, sq / tp
     }'

@@ -1,9 +1,11 @@
 //! The statements of everyday calls stay prepared on their connection.
 //! Diesel keeps no `UPDATE` and no upsert prepared, so each would be
 //! prepared, run and closed on every call (two round trips more); the
-//! repository marks those whose text is fixed. Here every such call runs
-//! twice on a store of one connection: after the first round each statement
-//! is in `pg_prepared_statements`, and the second round prepares nothing.
+//! repository marks those whose text is fixed. Here the everyday calls that
+//! run such statements (and a listing) run twice on a store of one
+//! connection: after the first round each of their statements is in
+//! `pg_prepared_statements` exactly once, and the second round prepares
+//! nothing.
 
 mod common;
 
@@ -13,9 +15,14 @@ use diesel_async::RunQueryDsl;
 use pronghorn_db::models::Role;
 use pronghorn_db::store::users::{NewLocalUser, RequestMeta};
 use pronghorn_db::{
-    NewWebsocketConnection, PageRequest, PgStore, PoolSettings, RefreshTokenStore, SessionCookie,
-    SessionData, SessionStore, UserFilter, UserId, UserStore, WebsocketStore,
+    ConversationStore, NewConversation, NewWebsocketConnection, PageRequest, PgStore, PoolSettings,
+    RefreshTokenStore, SessionCookie, SessionData, SessionStore, UserFilter, UserId, UserStore,
+    WebsocketStore,
 };
+
+use uuid::Uuid;
+
+const PASSWORD: &str = "user password";
 
 #[derive(diesel::QueryableByName, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Prepared {
@@ -44,8 +51,25 @@ async fn prepared(store: &PgStore) -> Vec<Prepared> {
 
 /// One round of the calls whose statements are `UPDATE`s or upserts, and of
 /// a listing (a boxed query, kept by its text).
-async fn round(store: &PgStore, admin: UserId, user: UserId, n: u32) {
+async fn round(store: &PgStore, admin: UserId, user: UserId, conversation: Uuid, n: u32) {
     let meta = RequestMeta::default();
+    let (old, new) = if n % 2 == 1 {
+        (PASSWORD, "another password")
+    } else {
+        ("another password", PASSWORD)
+    };
+    store
+        .change_password(user, old, new, &meta)
+        .await
+        .expect("change password");
+    store
+        .add_additional_role(user, &format!("tester-{n}"))
+        .await
+        .expect("add role");
+    store
+        .rename_conversation(user, conversation, Some(&format!("round {n}")))
+        .await
+        .expect("rename");
     let listed = store
         .list_users(&UserFilter::default(), &PageRequest::first(10))
         .await
@@ -130,18 +154,27 @@ async fn updates_and_upserts_are_prepared_once_per_connection() {
     new_admin.role = Role::Superadmin;
     let admin = store.create_user(new_admin).await.expect("admin").id;
     let user = store
-        .create_user(NewLocalUser::new("u@x.io", "user password", "U"))
+        .create_user(NewLocalUser::new("u@x.io", PASSWORD, "U"))
         .await
         .expect("user")
         .id;
+    let conversation = store
+        .create_conversation(NewConversation::new(user, "openai"))
+        .await
+        .expect("conversation")
+        .id;
 
-    round(&store, admin, user, 1).await;
+    round(&store, admin, user, conversation, 1).await;
     let first = prepared(&store).await;
     for kept in [
+        "UPDATE \"users\" SET \"password_hash\" = $1 \
+         WHERE ((\"users\".\"id\" = $2) AND (\"users\".\"password_hash\" = $3))",
+        "UPDATE \"users\" SET \"additional_roles\"",
         "UPDATE \"users\" SET \"last_login\"",
         "UPDATE \"users\" SET \"email_verified\"",
         "UPDATE \"users\" SET \"role\"",
         "UPDATE \"users\" SET \"is_blocked\"",
+        "UPDATE \"conversations\" SET \"title\"",
         "INSERT INTO \"session\"",
         "UPDATE \"session\" SET \"expire\"",
         "INSERT INTO \"websocket_connections\"",
@@ -149,18 +182,22 @@ async fn updates_and_upserts_are_prepared_once_per_connection() {
         "UPDATE \"websocket_connections\" SET \"metadata\"",
         "UPDATE \"websocket_connections\" SET \"is_blocked\"",
         "UPDATE \"websocket_connections\" SET \"disconnected_at\"",
-        "UPDATE \"refresh_tokens\" SET \"revoked_at\"",
+        "UPDATE \"refresh_tokens\" SET \"revoked_at\" = CURRENT_TIMESTAMP \
+         WHERE ((\"refresh_tokens\".\"token_hash\" = $1)",
+        "UPDATE \"refresh_tokens\" SET \"revoked_at\" = CURRENT_TIMESTAMP \
+         WHERE ((\"refresh_tokens\".\"user_id\" = $1)",
         "FROM \"users\" ORDER BY coalesce(\"users\".\"created_at\"",
     ] {
         let n = first.iter().filter(|p| p.statement.contains(kept)).count();
-        assert!(
-            n >= 1,
-            "no prepared statement holds {kept}: {:#?}",
+        assert_eq!(
+            n,
+            1,
+            "{kept} should be prepared exactly once: {:#?}",
             first.iter().map(|p| &p.statement).collect::<Vec<_>>()
         );
     }
 
-    round(&store, admin, user, 2).await;
+    round(&store, admin, user, conversation, 2).await;
     let second = prepared(&store).await;
     assert_eq!(
         first, second,

@@ -33,8 +33,10 @@ pub struct Message {
 
 /// A new row of `messages`, as the repository inserts it.
 ///
-/// Every column is given explicitly, so the SQL text depends only on the
-/// number of rows. The id is chosen by the caller and `created_at` is the
+/// Every column is given explicitly (a `None` is sent as NULL, never as
+/// `DEFAULT`), so the single-row `INSERT` always has the same SQL text and
+/// stays prepared; a batch sends the same fields as six arrays
+/// (`repo::messages::insert_many`). The id is chosen by the caller and `created_at` is the
 /// time the conversation was locked for the append: the rows of one append
 /// share that time, and their ids ascend in append order, so that sorting
 /// by `(created_at, id)` gives the order in which they were appended.

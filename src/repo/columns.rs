@@ -123,16 +123,20 @@ mod tests {
     use crate::schema::users;
     use diesel::prelude::*;
 
-    /// The rendered list is in use (not the fallback) and is Diesel's own
-    /// text for `as_select()`.
+    /// The rendered list is in use (not the fallback), and walking it gives
+    /// the text and binds that walking `as_select()` gives.
     fn same_text<T: Rendered>()
     where
         AsSelect<T, Pg>: QueryFragment<Pg>,
     {
         let rendered = T::columns();
-        let text = rendered.sql.map(str::to_owned);
-        assert_eq!(text, render(&T::as_select()));
-        assert!(text.is_some_and(|t| t.starts_with('"') && !t.contains('$')));
+        assert!(rendered
+            .sql
+            .is_some_and(|t| t.starts_with('"') && !t.contains('$')));
+        assert_eq!(
+            diesel::debug_query::<Pg, _>(&rendered).to_string(),
+            diesel::debug_query::<Pg, _>(&T::as_select()).to_string()
+        );
     }
 
     #[test]
@@ -168,6 +172,64 @@ mod tests {
             .returning(User::as_returning());
         assert_eq!(
             diesel::debug_query::<Pg, _>(&returning).to_string(),
+            diesel::debug_query::<Pg, _>(&expected).to_string()
+        );
+    }
+
+    #[test]
+    fn inserts_tuples_and_boxed_queries_render_as_with_as_select() {
+        use crate::models::messages::NewMessageRow;
+        use crate::schema::{messages, refresh_tokens};
+        let row = NewMessageRow {
+            id: uuid::Uuid::nil(),
+            conversation_id: uuid::Uuid::nil(),
+            role: "user",
+            content: "hello",
+            tokens_used: None,
+            created_at: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
+        };
+        let insert = diesel::insert_into(messages::table)
+            .values(&row)
+            .returning(Message::columns());
+        let expected = diesel::insert_into(messages::table)
+            .values(&row)
+            .returning(Message::as_returning());
+        assert_eq!(
+            diesel::debug_query::<Pg, _>(&insert).to_string(),
+            diesel::debug_query::<Pg, _>(&expected).to_string()
+        );
+
+        let tuple = refresh_tokens::table
+            .select((
+                RefreshToken::columns(),
+                refresh_tokens::expires_at.le(diesel::dsl::now),
+            ))
+            .for_update();
+        let expected = refresh_tokens::table
+            .select((
+                RefreshToken::as_select(),
+                refresh_tokens::expires_at.le(diesel::dsl::now),
+            ))
+            .for_update();
+        assert_eq!(
+            diesel::debug_query::<Pg, _>(&tuple).to_string(),
+            diesel::debug_query::<Pg, _>(&expected).to_string()
+        );
+
+        let boxed = users::table
+            .select(User::columns())
+            .into_boxed()
+            .filter(users::role.eq("admin"))
+            .order(users::id.desc())
+            .limit(5);
+        let expected = users::table
+            .select(User::as_select())
+            .into_boxed()
+            .filter(users::role.eq("admin"))
+            .order(users::id.desc())
+            .limit(5);
+        assert_eq!(
+            diesel::debug_query::<Pg, _>(&boxed).to_string(),
             diesel::debug_query::<Pg, _>(&expected).to_string()
         );
     }

@@ -26,9 +26,10 @@ pub const MODEL_MAX: usize = 100;
 pub const ROLE_MAX: usize = 50;
 /// The largest message content, in bytes of UTF-8 (1 MiB).
 pub const CONTENT_MAX_BYTES: usize = 1 << 20;
-/// The most messages one [`ConversationStore::append_messages`] call takes:
-/// they go in one statement of 6 parameters per row, and PostgreSQL allows
-/// 65,535 parameters per statement.
+/// The most messages one [`ConversationStore::append_messages`] call takes.
+/// They go in as one statement (six array parameters, whatever the count)
+/// inside one transaction that locks the conversation; the cap bounds how
+/// long that lock is held and how many rows one call returns.
 pub const BATCH_MAX: usize = 10_000;
 /// The largest total content of one [`ConversationStore::append_messages`]
 /// call, in bytes (64 MiB).
