@@ -5,14 +5,14 @@ use anyhow::{Context, Result};
 use pronghorn_bench::contender::handwritten::HandWritten;
 use pronghorn_bench::contender::sqlx_pool::Sqlx;
 use pronghorn_bench::contender::store::Store;
+use pronghorn_bench::contender::Contender;
 use pronghorn_bench::pgbench::Pgbench;
 use pronghorn_bench::report::{self, Samples};
 use pronghorn_bench::rounds::Lineup;
+use pronghorn_bench::scratch::Fixture;
 use pronghorn_bench::settings::{Settings, USAGE};
 use pronghorn_bench::target::Target;
 use pronghorn_bench::verify::{self, Profiles};
-use pronghorn_bench::contender::Contender;
-use pronghorn_bench::scratch::Fixture;
 use pronghorn_bench::{contender, measure, scratch};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -110,7 +110,11 @@ async fn counted(
             measure::counted(&contender, fixture, workload, ops)
                 .await
                 .with_context(|| format!("{} on {}", workload.id(), contender.name()))?;
-            eprintln!("{}: {ops} operations on {}", workload.id(), contender.name());
+            eprintln!(
+                "{}: {ops} operations on {}",
+                workload.id(),
+                contender.name()
+            );
         }
         Ok(())
     }
@@ -119,7 +123,15 @@ async fn counted(
             let c = HandWritten::connect(target, contender::POOL_SIZE).await?;
             each(Arc::new(c), fixture, settings, ops).await
         }
-        "store" => each(Arc::new(Store::benchmark(target).await?), fixture, settings, ops).await,
+        "store" => {
+            each(
+                Arc::new(Store::benchmark(target).await?),
+                fixture,
+                settings,
+                ops,
+            )
+            .await
+        }
         _ => {
             let c = Sqlx::connect(target, contender::POOL_SIZE).await?;
             each(Arc::new(c), fixture, settings, ops).await
