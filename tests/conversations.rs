@@ -1343,15 +1343,7 @@ async fn the_append_statements_are_prepared_once_per_connection() {
     }
     use pronghorn_db::UserStore;
     let db = TestDb::migrated().await;
-    // One connection, so that every call shares its statement cache.
-    let store = pronghorn_db::PgStore::new(db.config().with_pool(pronghorn_db::PoolSettings {
-        min_idle: 1,
-        max_size: 1,
-        idle_timeout: std::time::Duration::from_secs(30),
-        connection_timeout: std::time::Duration::from_secs(5),
-    }))
-    .await
-    .expect("store");
+    let store = db.one_connection_store().await;
     let owner = store
         .create_user(pronghorn_db::NewLocalUser::new(
             "o@x.io",

@@ -15,7 +15,7 @@ use diesel_async::RunQueryDsl;
 use pronghorn_db::models::Role;
 use pronghorn_db::store::users::{NewLocalUser, RequestMeta};
 use pronghorn_db::{
-    ConversationStore, NewConversation, NewWebsocketConnection, PageRequest, PgStore, PoolSettings,
+    ConversationStore, NewConversation, NewWebsocketConnection, PageRequest, PgStore,
     RefreshTokenStore, SessionCookie, SessionData, SessionStore, UserFilter, UserId, UserStore,
     WebsocketStore,
 };
@@ -142,14 +142,7 @@ async fn round(store: &PgStore, admin: UserId, user: UserId, conversation: Uuid,
 #[tokio::test]
 async fn updates_and_upserts_are_prepared_once_per_connection() {
     let db = TestDb::migrated().await;
-    let store = PgStore::new(db.config().with_pool(PoolSettings {
-        min_idle: 1,
-        max_size: 1,
-        idle_timeout: std::time::Duration::from_secs(30),
-        connection_timeout: std::time::Duration::from_secs(5),
-    }))
-    .await
-    .expect("store");
+    let store = db.one_connection_store().await;
     let mut new_admin = NewLocalUser::new("admin@x.io", "admin password", "Admin");
     new_admin.role = Role::Superadmin;
     let admin = store.create_user(new_admin).await.expect("admin").id;

@@ -265,6 +265,19 @@ impl TestDb {
         PgStore::new(self.config()).await.expect("store")
     }
 
+    /// A store of one connection on this database, so that every call
+    /// shares that connection's prepared statements.
+    pub async fn one_connection_store(&self) -> PgStore {
+        PgStore::new(self.config().with_pool(PoolSettings {
+            min_idle: 1,
+            max_size: 1,
+            idle_timeout: Duration::from_secs(30),
+            connection_timeout: Duration::from_secs(5),
+        }))
+        .await
+        .expect("store")
+    }
+
     /// A plain client on this database, for checking what the store did.
     pub async fn client(&self) -> tokio_postgres::Client {
         let (client, conn) = tokio_postgres::connect(&self.url(), tokio_postgres::NoTls)
