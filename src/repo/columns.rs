@@ -35,7 +35,11 @@ pub(crate) trait Rendered: Selectable<Pg> + Sized {
 /// The SQL text of `selection`, or `None` when it holds bind parameters
 /// (the text would then not stand on its own) or cannot be rendered.
 fn render<E: QueryFragment<Pg>>(selection: &E) -> Option<String> {
-    let debug = diesel::debug_query::<Pg, _>(selection).to_string();
+    use std::fmt::Write;
+    // `write!` rather than `to_string()`: a walk that fails comes back as
+    // an error here instead of a panic.
+    let mut debug = String::new();
+    write!(debug, "{}", diesel::debug_query::<Pg, _>(selection)).ok()?;
     debug.strip_suffix(" -- binds: []").map(str::to_owned)
 }
 
