@@ -1,6 +1,7 @@
 //! Queries on `user_audit_log`: append and read; entries are never updated
 //! or deleted here.
 
+use super::columns::Rendered;
 use crate::error::Result;
 use crate::models::user_audit_log::NewAuditEntry;
 use crate::models::{AuditLogEntry, UserId};
@@ -54,7 +55,7 @@ pub async fn list(
     after: Option<Cursor>,
     limit: i64,
 ) -> Result<Vec<AuditLogEntry>> {
-    let mut q = log::table.select(AuditLogEntry::as_select()).into_boxed();
+    let mut q = log::table.select(AuditLogEntry::columns()).into_boxed();
     q = match query {
         AuditQuery::User(id) => q.filter(log::user_id.eq(*id)),
         AuditQuery::Actor(id) => q.filter(log::actor_id.eq(*id)),

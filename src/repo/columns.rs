@@ -67,6 +67,10 @@ rendered!(
     crate::models::RefreshToken,
     crate::models::PasswordResetRequest,
     crate::models::WebsocketConnection,
+    crate::models::AuditLogEntry,
+    crate::views::ActiveWebsocketConnection,
+    crate::views::WebsocketConnectionStats,
+    crate::views::PendingPasswordReset,
 );
 
 impl<T: Selectable<Pg>> Expression for Columns<T>
@@ -151,6 +155,10 @@ mod tests {
         same_text::<RefreshToken>();
         same_text::<PasswordResetRequest>();
         same_text::<WebsocketConnection>();
+        same_text::<crate::models::AuditLogEntry>();
+        same_text::<crate::views::ActiveWebsocketConnection>();
+        same_text::<crate::views::WebsocketConnectionStats>();
+        same_text::<crate::views::PendingPasswordReset>();
     }
 
     #[test]

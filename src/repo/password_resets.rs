@@ -208,7 +208,7 @@ pub async fn list_pending(
     limit: i64,
 ) -> Result<Vec<PendingPasswordReset>> {
     let mut q = pending::table
-        .select(PendingPasswordReset::as_select())
+        .select(PendingPasswordReset::columns())
         .into_boxed();
     if let Some(c) = after {
         q = q.filter(

@@ -227,7 +227,7 @@ pub async fn active(
     limit: i64,
 ) -> Result<Vec<ActiveWebsocketConnection>> {
     let mut query = active::table
-        .select(ActiveWebsocketConnection::as_select())
+        .select(ActiveWebsocketConnection::columns())
         .into_boxed();
     if let Some(c) = after {
         query = query.filter(
@@ -246,7 +246,7 @@ pub async fn active(
 /// The one row of the `websocket_connection_stats` view.
 pub async fn stats(conn: &mut AsyncPgConnection) -> Result<WebsocketConnectionStats> {
     Ok(stats_view::table
-        .select(WebsocketConnectionStats::as_select())
+        .select(WebsocketConnectionStats::columns())
         .first(conn)
         .await?)
 }
