@@ -19,7 +19,6 @@ use pronghorn_db::{
     RefreshTokenStore, SessionCookie, SessionData, SessionStore, UserFilter, UserId, UserStore,
     WebsocketStore,
 };
-
 use uuid::Uuid;
 
 const PASSWORD: &str = "user password";
