@@ -132,20 +132,15 @@ impl IsolatedServer {
 
     /// Drops every packet from now on: no FIN, no RST, nothing.
     fn vanish(&self) {
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            &self.ns,
-            "ip",
-            "link",
-            "set",
-            &self.ns_if,
-            "down",
-        ]);
+        self.set_link("down");
     }
 
     fn reappear(&self) {
+        self.set_link("up");
+    }
+
+    /// Sets the namespace's end of the veth pair `up` or `down`.
+    fn set_link(&self, state: &str) {
         run(&[
             "ip",
             "netns",
@@ -155,7 +150,7 @@ impl IsolatedServer {
             "link",
             "set",
             &self.ns_if,
-            "up",
+            state,
         ]);
     }
 }

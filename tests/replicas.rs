@@ -68,6 +68,16 @@ async fn listed(store: &PgStore) -> Vec<String> {
 }
 
 /// Waits until `check` holds, for at most `limit`.
+/// Waits until `store`'s lag-tolerant reads land on the standby (or, with
+/// `standby` false, on the primary), failing with `what` after 10 s.
+async fn reads_on_standby(store: &PgStore, standby: bool, what: &str) {
+    eventually(Duration::from_secs(10), what, || async {
+        let mut conn = store.read_conn().await.expect("read conn");
+        on_standby(&mut conn).await == standby
+    })
+    .await;
+}
+
 async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
@@ -114,15 +124,7 @@ async fn reads_use_a_healthy_replica_and_fall_back_to_the_primary() {
         "writes and checks use the primary"
     );
     drop(conn);
-    eventually(
-        Duration::from_secs(10),
-        "the replica serves reads",
-        || async {
-            let mut conn = store.read_conn().await.expect("read conn");
-            on_standby(&mut conn).await
-        },
-    )
-    .await;
+    reads_on_standby(&store, true, "the replica serves reads").await;
     eventually(
         Duration::from_secs(10),
         "the replica has the write",
@@ -152,15 +154,7 @@ async fn reads_use_a_healthy_replica_and_fall_back_to_the_primary() {
         ))
         .await
         .expect("write");
-    eventually(
-        Duration::from_secs(10),
-        "lagging replica skipped",
-        || async {
-            let mut conn = store.read_conn().await.expect("read conn");
-            !on_standby(&mut conn).await
-        },
-    )
-    .await;
+    reads_on_standby(&store, false, "lagging replica skipped").await;
     let status = &store.replica_status()[0];
     assert!(!status.healthy, "{status:?}");
     assert!(status.lag_ms.is_some_and(|l| l > 1000), "{status:?}");
@@ -172,15 +166,7 @@ async fn reads_use_a_healthy_replica_and_fall_back_to_the_primary() {
 
     // Replay resumed: the replica catches up and serves again.
     exec(&standby.url(), "SELECT pg_wal_replay_resume()").await;
-    eventually(
-        Duration::from_secs(10),
-        "caught-up replica used again",
-        || async {
-            let mut conn = store.read_conn().await.expect("read conn");
-            on_standby(&mut conn).await
-        },
-    )
-    .await;
+    reads_on_standby(&store, true, "caught-up replica used again").await;
 
     // The replica stopped: reads still succeed, from the primary.
     standby.stop();

@@ -37,24 +37,28 @@ fn is_root() -> bool {
         .unwrap_or(false)
 }
 
+/// A new, empty folder under the temporary directory, named `prefix-<uuid>`,
+/// owned by `postgres` when the cluster runs as `postgres`.
+fn new_folder(prefix: &str, as_postgres: bool) -> std::path::PathBuf {
+    let root = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&root).expect("cluster folder");
+    if as_postgres {
+        let ok = Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&root)
+            .status()
+            .expect("chown")
+            .success();
+        assert!(ok, "chown of {} failed", root.display());
+    }
+    root
+}
+
 impl Cluster {
     /// Creates and starts a cluster with trust authentication.
     pub fn start() -> Cluster {
-        let root = std::env::temp_dir().join(format!(
-            "pronghorn-cluster-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&root).expect("cluster folder");
         let as_postgres = is_root();
-        if as_postgres {
-            let ok = Command::new("chown")
-                .args(["postgres:postgres"])
-                .arg(&root)
-                .status()
-                .expect("chown")
-                .success();
-            assert!(ok, "chown of the cluster folder failed");
-        }
+        let root = new_folder("pronghorn-cluster", as_postgres);
         let cluster = Cluster {
             port: free_port(),
             bindir: bindir(),
@@ -81,20 +85,7 @@ impl Cluster {
     /// Creates and starts a streaming standby of `primary`
     /// (`pg_basebackup -R`), on its own free port.
     pub fn start_standby(primary: &Cluster) -> Cluster {
-        let root = std::env::temp_dir().join(format!(
-            "pronghorn-standby-{}",
-            uuid::Uuid::new_v4().simple()
-        ));
-        std::fs::create_dir_all(&root).expect("standby folder");
-        if primary.as_postgres {
-            let ok = Command::new("chown")
-                .args(["postgres:postgres"])
-                .arg(&root)
-                .status()
-                .expect("chown")
-                .success();
-            assert!(ok, "chown of the standby folder failed");
-        }
+        let root = new_folder("pronghorn-standby", primary.as_postgres);
         let standby = Cluster {
             port: free_port(),
             bindir: primary.bindir.clone(),

@@ -10,7 +10,7 @@ use crate::sql;
 use crate::target::Target;
 use anyhow::{anyhow, Context, Result};
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
 use std::hint::black_box;
 use uuid::Uuid;
 
@@ -39,6 +39,18 @@ impl HandWritten {
         drop(held);
         Ok(HandWritten { pool })
     }
+}
+
+/// `repo::conversations::touch`: checks the owner, locks the conversation
+/// and returns its new `updated_at`.
+async fn touch(tx: &Transaction<'_>, to: Owned) -> Result<DateTime<Utc>> {
+    let touch = tx.prepare_cached(sql::TOUCH_CONVERSATION).await?;
+    let at: Option<DateTime<Utc>> = tx
+        .query_opt(&touch, &[&to.conversation, &to.owner])
+        .await?
+        .ok_or_else(|| missing("conversation"))?
+        .try_get(0)?;
+    at.context("updated_at was not set")
 }
 
 fn missing(what: &str) -> anyhow::Error {
@@ -77,13 +89,7 @@ impl Contender for HandWritten {
         let id = Uuid::new_v4();
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let touch = tx.prepare_cached(sql::TOUCH_CONVERSATION).await?;
-        let at: Option<DateTime<Utc>> = tx
-            .query_opt(&touch, &[&to.conversation, &to.owner])
-            .await?
-            .ok_or_else(|| missing("conversation"))?
-            .try_get(0)?;
-        let at = at.context("updated_at was not set")?;
+        let at = touch(&tx, to).await?;
         let insert = tx.prepare_cached(sql::INSERT_MESSAGE).await?;
         let row = tx
             .query_one(
@@ -108,13 +114,7 @@ impl Contender for HandWritten {
         let ids = ascending_ids(drafts.len());
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
-        let touch = tx.prepare_cached(sql::TOUCH_CONVERSATION).await?;
-        let at: Option<DateTime<Utc>> = tx
-            .query_opt(&touch, &[&to.conversation, &to.owner])
-            .await?
-            .ok_or_else(|| missing("conversation"))?
-            .try_get(0)?;
-        let at = at.context("updated_at was not set")?;
+        let at = touch(&tx, to).await?;
         let batch = Columns::of(drafts, to.conversation, at);
         let insert = tx.prepare_cached(sql::INSERT_MESSAGES).await?;
         let mut stored = tx
