@@ -4,8 +4,13 @@
 #   - src/schema.rs is exactly what the migrations generate (diesel --locked-schema);
 #   - every down.sql restores the schema its up.sql started from, and redo --all is a no-op;
 #   - reverting everything leaves nothing of ours in the public schema;
-#   - the Node template's schema (tests/fixtures/template_schema.sql) has the same catalog
-#     facts as ours, and our migrations adopt such a database without changing a row.
+#   - the Node template's facts (tests/fixtures/template_facts.txt, what its own migrate.js
+#     leaves) are exactly those of the template fixture (tests/fixtures/template_schema.sql),
+#     of our 18 template migrations, and of all our migrations less the additions each later
+#     migration declares on a `-- fact: ` line;
+#   - our migrations adopt the fixture without changing a row;
+#   - a database that this crate's earlier release (EARLIER_RELEASE below) migrated, empty or
+#     adopted from the template, is brought to the same facts.
 # Usage: ci/check-migrations.sh   (TEST_DATABASE_URL: an admin connection URL)
 set -euo pipefail
 
@@ -62,6 +67,20 @@ dump_schema() {
         grep -v -e '^--' -e '^\\restrict ' -e '^\\unrestrict ' -e '^$'
 }
 catalog_facts() { psql_db "$1" -At -f tests/sql/catalog_facts.sql; }
+# The facts in the template's own format, byte-sorted so that files compare line by line.
+template_facts() { psql_db "$1" -At -f tests/sql/template_facts.sql | LC_ALL=C sort; }
+LC_ALL=C sort tests/fixtures/template_facts.txt >"$work/facts_node_template.txt"
+{
+    cat "$work/facts_node_template.txt"
+    sed -n 's/^-- fact: //p' migrations/*/up.sql
+} | LC_ALL=C sort >"$work/facts_expected.txt"
+# Fails unless database $1 has exactly the facts in file $2; $3 says what the database is.
+expect_facts() {
+    template_facts "$1" >"$work/facts_seen.txt"
+    diff -u --label "$(basename "$2")" --label "$3" "$2" "$work/facts_seen.txt" >"$work/facts.diff" ||
+        fail "facts: $3 differs from $(basename "$2") (- expected, + seen)" "$work/facts.diff"
+    ok "facts: $3: exactly the $(wc -l <"$2") facts of $(basename "$2")"
+}
 # One line per table: name|row count|md5 of its rows in a stable order.
 table_contents() {
     psql_db "$1" -At <<'SQL'
@@ -157,6 +176,7 @@ ok "revert: after diesel migration revert --all only __diesel_schema_migrations 
 create_db "$db_fixture"
 psql_db "$db_fixture" -f tests/fixtures/template_schema.sql >"$work/d.log" 2>&1 ||
     fail "fixture: tests/fixtures/template_schema.sql does not load" "$work/d.log"
+expect_facts "$db_fixture" "$work/facts_node_template.txt" "the template fixture"
 # The template's 18 migrations (named 2024-01-01-*) must reproduce its schema
 # exactly; later ones are this crate's additions and are compared after adoption.
 db_template_only="${prefix}_template_only"
@@ -165,6 +185,8 @@ mkdir "$work/template_only"
 cp -r migrations/2024-01-01-* "$work/template_only/"
 diesel_plain migration run --migration-dir "$work/template_only" --database-url "$(db_url "$db_template_only")" \
     >"$work/d.log" 2>&1 || fail "catalog: the template's migrations fail" "$work/d.log"
+expect_facts "$db_template_only" "$work/facts_node_template.txt" "our 18 template migrations"
+expect_facts "$db_fresh" "$work/facts_expected.txt" "all our migrations (template facts + declared additions)"
 catalog_facts "$db_fresh" >"$work/facts_ours.txt"
 catalog_facts "$db_template_only" >"$work/facts_template_only.txt"
 catalog_facts "$db_fixture" >"$work/facts_template.txt"
@@ -190,3 +212,40 @@ catalog_facts "$db_fixture" >"$work/facts_adopted.txt"
 diff -u --label migrated --label adopted "$work/facts_ours.txt" "$work/facts_adopted.txt" >"$work/d.diff" ||
     fail "adopt: the adopted database's catalog differs from ours" "$work/d.diff"
 ok "adopt: the adopted database still agrees with ours on every catalog fact"
+
+# (e) Databases this crate's earlier release migrated. That release named the role functions'
+# argument `role` and made the websocket views' averages DOUBLE PRECISION; on the template's
+# database it failed at create_role_hierarchy_function, leaving the rest pending.
+EARLIER_RELEASE=72398ac
+if ! git -C "$repo" cat-file -e "$EARLIER_RELEASE^{commit}" 2>/dev/null; then
+    fail "earlier: commit $EARLIER_RELEASE is not in this clone (a shallow clone? fetch full history)"
+fi
+mkdir "$work/earlier"
+git -C "$repo" archive "$EARLIER_RELEASE" migrations | tar -x -C "$work/earlier"
+
+db_earlier="${prefix}_earlier"
+create_db "$db_earlier"
+diesel_plain migration run --migration-dir "$work/earlier/migrations" --database-url "$(db_url "$db_earlier")" \
+    >"$work/e.log" 2>&1 || fail "earlier: the earlier release's migrations fail on an empty database" "$work/e.log"
+diesel_plain migration run --migration-dir migrations --database-url "$(db_url "$db_earlier")" \
+    >"$work/e.log" 2>&1 || fail "earlier: our migrations fail after the earlier release's" "$work/e.log"
+expect_facts "$db_earlier" "$work/facts_expected.txt" "a database the earlier release made, migrated now"
+
+db_earlier_adopted="${prefix}_earlier_adopted"
+create_db "$db_earlier_adopted"
+psql_db "$db_earlier_adopted" -f tests/fixtures/template_schema.sql >"$work/e.log" 2>&1 ||
+    fail "fixture: tests/fixtures/template_schema.sql does not load" "$work/e.log"
+table_contents "$db_earlier_adopted" >"$work/e_rows_before.txt"
+if diesel_plain migration run --migration-dir "$work/earlier/migrations" \
+    --database-url "$(db_url "$db_earlier_adopted")" >"$work/e.log" 2>&1; then
+    fail "earlier: the earlier release adopted the template's database; this check no longer tests the repair"
+fi
+grep -q 'cannot change name of input parameter' "$work/e.log" ||
+    fail "earlier: the earlier release failed on the template's database for another reason" "$work/e.log"
+diesel_plain migration run --migration-dir migrations --database-url "$(db_url "$db_earlier_adopted")" \
+    >"$work/e.log" 2>&1 || fail "earlier: our migrations fail after the earlier release's failed adoption" "$work/e.log"
+expect_facts "$db_earlier_adopted" "$work/facts_expected.txt" "the template's database after the earlier release failed on it, migrated now"
+table_contents "$db_earlier_adopted" >"$work/e_rows_after.txt"
+diff -u --label before --label after "$work/e_rows_before.txt" "$work/e_rows_after.txt" >"$work/e.diff" ||
+    fail "earlier: rows changed while adopting after the earlier release" "$work/e.diff"
+ok "earlier: no row changed (md5 of every table)"

@@ -9,6 +9,13 @@
 //! `NOW() - <NOT NULL column>`, a `CASE` with literal branches).
 //!
 //! Views are read-only: use these for `SELECT`s only.
+//!
+//! Column types are the template's, so that a Node app sharing the database
+//! reads what it always read: the durations and averages are `numeric`. The
+//! row structs read them as `f64` by converting in the select
+//! (`float8(column)`, PostgreSQL's own numeric-to-double conversion); a
+//! query that selects such a column directly gets
+//! `diesel::sql_types::Numeric` and must convert it the same way.
 
 use crate::models::UserId;
 use chrono::{DateTime, Utc};
@@ -20,6 +27,11 @@ use diesel::sql_types::Text;
 use ipnet::IpNet;
 use std::fmt;
 use uuid::Uuid;
+
+diesel::define_sql_function! {
+    /// SQL `float8(numeric)`: the nearest double to a `numeric` value.
+    fn float8(value: diesel::sql_types::Numeric) -> diesel::sql_types::Double;
+}
 
 diesel::table! {
     /// The view `active_websocket_connections`: open connections
@@ -50,8 +62,9 @@ diesel::table! {
         /// Whether the connection is blocked (NOT NULL column).
         is_blocked -> Bool,
         /// Seconds since `connected_at`, fractional; never NULL since
-        /// `connected_at` is NOT NULL.
-        connection_duration_seconds -> Float8,
+        /// `connected_at` is NOT NULL. `numeric`, as the template made it;
+        /// [`ActiveWebsocketConnection`] reads it as `f64`.
+        connection_duration_seconds -> Numeric,
     }
 }
 
@@ -74,13 +87,14 @@ diesel::table! {
         /// Every row of the table, open or closed (the stand-in key).
         total_connections_all_time -> Int8,
         /// Average `message_count`; 0 when there are no rows (the view
-        /// COALESCEs it, so never NULL).
-        avg_messages_per_connection -> Float8,
+        /// COALESCEs it, so never NULL). `numeric`, as the template made it.
+        avg_messages_per_connection -> Numeric,
         /// Largest `message_count`; 0 when there are no rows (COALESCEd).
         max_messages_per_connection -> Int4,
         /// Average duration in seconds (closed: until `disconnected_at`,
         /// open: until now); 0 when there are no rows (COALESCEd).
-        avg_connection_duration_seconds -> Float8,
+        /// `numeric`, as the template made it.
+        avg_connection_duration_seconds -> Numeric,
     }
 }
 
@@ -142,7 +156,10 @@ pub struct ActiveWebsocketConnection {
     pub is_authenticated: bool,
     /// Whether the connection is blocked.
     pub is_blocked: bool,
-    /// Seconds since the connection opened, as of the query.
+    /// Seconds since the connection opened, as of the query (the view's
+    /// `numeric`, converted to `float8` in the select).
+    #[diesel(select_expression = float8(active_websocket_connections::connection_duration_seconds))]
+    #[diesel(select_expression_type = float8<active_websocket_connections::connection_duration_seconds>)]
     pub connection_duration_seconds: f64,
 }
 
@@ -161,11 +178,17 @@ pub struct WebsocketConnectionStats {
     pub blocked_connections: i64,
     /// All connections ever recorded (and not cleaned up).
     pub total_connections_all_time: i64,
-    /// Average messages per connection (0 with no connections).
+    /// Average messages per connection (0 with no connections; the view's
+    /// `numeric`, converted to `float8` in the select).
+    #[diesel(select_expression = float8(websocket_connection_stats::avg_messages_per_connection))]
+    #[diesel(select_expression_type = float8<websocket_connection_stats::avg_messages_per_connection>)]
     pub avg_messages_per_connection: f64,
     /// Most messages on one connection (0 with no connections).
     pub max_messages_per_connection: i32,
-    /// Average connection duration in seconds (0 with no connections).
+    /// Average connection duration in seconds (0 with no connections; the
+    /// view's `numeric`, converted to `float8` in the select).
+    #[diesel(select_expression = float8(websocket_connection_stats::avg_connection_duration_seconds))]
+    #[diesel(select_expression_type = float8<websocket_connection_stats::avg_connection_duration_seconds>)]
     pub avg_connection_duration_seconds: f64,
 }
 

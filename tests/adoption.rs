@@ -406,3 +406,94 @@ async fn template_database_is_adopted_without_losing_a_row() {
     assert_eq!(again, Vec::<String>::new());
     assert_eq!(snapshot(&client, &tables).await, before);
 }
+
+/// The template's own catalog facts: what its migrate.js leaves.
+const TEMPLATE_FACTS: &str = include_str!("fixtures/template_facts.txt");
+const FACTS_SQL: &str = include_str!("sql/template_facts.sql");
+
+/// The database's facts in the template's format, sorted by byte.
+async fn facts(client: &tokio_postgres::Client) -> Vec<String> {
+    let mut facts: Vec<String> = client
+        .query(FACTS_SQL, &[])
+        .await
+        .expect("facts query")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    facts.sort();
+    facts
+}
+
+fn sorted_lines(text: &str) -> Vec<String> {
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines.sort();
+    lines
+}
+
+/// The template's facts plus what each of our later migrations declares
+/// (`-- fact: ` lines).
+fn expected_facts() -> Vec<String> {
+    let mut expected = sorted_lines(TEMPLATE_FACTS);
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/migrations");
+    for entry in std::fs::read_dir(dir).expect("migrations dir") {
+        let up = entry.expect("entry").path().join("up.sql");
+        let sql = std::fs::read_to_string(&up).expect("up.sql");
+        expected.extend(
+            sql.lines()
+                .filter_map(|l| l.strip_prefix("-- fact: "))
+                .map(str::to_owned),
+        );
+    }
+    expected.sort();
+    expected
+}
+
+#[tokio::test]
+async fn the_cli_adopts_the_template_database_to_the_template_facts() {
+    let db = TestDb::empty().await;
+    let client = db.client().await;
+    client.batch_execute(FIXTURE).await.expect("load fixture");
+    assert_eq!(
+        facts(&client).await,
+        sorted_lines(TEMPLATE_FACTS),
+        "the fixture is the template's schema, fact by fact"
+    );
+    let tables = base_tables(&client).await;
+    let before = snapshot(&client, &tables).await;
+
+    let bin = env!("CARGO_BIN_EXE_pronghorn-db");
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DB_CONNECTION_STRING", db.url())
+            .current_dir(env!("CARGO_TARGET_TMPDIR"))
+            .args(args)
+            .output()
+            .expect("run pronghorn-db")
+    };
+    let out = run(&["migrate", "run"]);
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(said.contains("create_role_hierarchy_function"), "{said}");
+
+    let out = run(&["status", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    assert_eq!(status["migrations_pending"], 0, "{status}");
+
+    assert_eq!(
+        facts(&client).await,
+        expected_facts(),
+        "the template's facts plus our declared additions"
+    );
+    assert_eq!(snapshot(&client, &tables).await, before, "no row changed");
+}
+
+#[tokio::test]
+async fn a_fresh_database_has_the_template_facts_plus_our_additions() {
+    let db = TestDb::migrated().await;
+    let client = db.client().await;
+    assert_eq!(facts(&client).await, expected_facts());
+}

@@ -1,8 +1,9 @@
 -- Creates the websocket views: active_websocket_connections (open connections with their
 -- user) and websocket_connection_stats (one row of counters).
--- Numeric columns are cast (counts BIGINT, averages and durations DOUBLE PRECISION seconds)
--- so that they map to i64 / f64. The template made them NUMERIC, and CREATE OR REPLACE VIEW
--- cannot change a column's type, so the views are dropped and recreated (they hold no data).
+-- The column types are the template's: counts BIGINT, durations and averages NUMERIC (the
+-- plain EXTRACT(EPOCH ...) and AVG results), so that a Node app sharing the database reads
+-- the same types as before. The views are dropped and recreated (they hold no data), since
+-- CREATE OR REPLACE VIEW cannot change a column's type.
 DROP VIEW IF EXISTS websocket_connection_stats;
 DROP VIEW IF EXISTS active_websocket_connections;
 
@@ -19,7 +20,7 @@ SELECT
     wc.message_count,
     wc.is_authenticated,
     wc.is_blocked,
-    EXTRACT(EPOCH FROM (NOW() - wc.connected_at))::DOUBLE PRECISION AS connection_duration_seconds
+    EXTRACT(EPOCH FROM (NOW() - wc.connected_at)) AS connection_duration_seconds
 FROM websocket_connections wc
 LEFT JOIN users u ON u.id = wc.user_id
 WHERE wc.disconnected_at IS NULL;
@@ -31,9 +32,9 @@ SELECT
     COUNT(*) FILTER (WHERE disconnected_at IS NULL AND NOT is_authenticated)::BIGINT AS anonymous_connections,
     COUNT(*) FILTER (WHERE is_blocked)::BIGINT AS blocked_connections,
     COUNT(*)::BIGINT AS total_connections_all_time,
-    COALESCE(AVG(message_count), 0)::DOUBLE PRECISION AS avg_messages_per_connection,
+    COALESCE(AVG(message_count), 0) AS avg_messages_per_connection,
     COALESCE(MAX(message_count), 0)::INTEGER AS max_messages_per_connection,
-    COALESCE(AVG(EXTRACT(EPOCH FROM (COALESCE(disconnected_at, NOW()) - connected_at))), 0)::DOUBLE PRECISION
+    COALESCE(AVG(EXTRACT(EPOCH FROM (COALESCE(disconnected_at, NOW()) - connected_at))), 0)
         AS avg_connection_duration_seconds
 FROM websocket_connections;
 

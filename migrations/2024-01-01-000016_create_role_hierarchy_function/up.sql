@@ -1,13 +1,14 @@
 -- Creates the role hierarchy functions: get_role_level (superadmin 100, admin 50, user 10,
 -- else 0), can_modify_user_role (the actor must outrank the target's current role and the
--- new role, if one is given) and is_valid_role.
-CREATE OR REPLACE FUNCTION get_role_level(role VARCHAR)
+-- new role, if one is given) and is_valid_role. Argument names are the template's: CREATE OR
+-- REPLACE FUNCTION cannot rename a parameter, so other names fail on a database it made.
+CREATE OR REPLACE FUNCTION get_role_level(role_name VARCHAR)
 RETURNS INTEGER
 LANGUAGE plpgsql
 IMMUTABLE
 AS $$
 BEGIN
-    RETURN CASE get_role_level.role
+    RETURN CASE role_name
         WHEN 'superadmin' THEN 100
         WHEN 'admin' THEN 50
         WHEN 'user' THEN 10
@@ -38,13 +39,13 @@ BEGIN
 END;
 $$;
 
-CREATE OR REPLACE FUNCTION is_valid_role(role VARCHAR)
+CREATE OR REPLACE FUNCTION is_valid_role(role_name VARCHAR)
 RETURNS BOOLEAN
 LANGUAGE plpgsql
 IMMUTABLE
 AS $$
 BEGIN
-    RETURN COALESCE(is_valid_role.role IN ('superadmin', 'admin', 'user'), FALSE);
+    RETURN COALESCE(role_name IN ('superadmin', 'admin', 'user'), FALSE);
 END;
 $$;
 

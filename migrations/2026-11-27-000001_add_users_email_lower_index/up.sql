@@ -1,3 +1,4 @@
+-- fact: index idx_users_email_lower btree (lower((email)::text))
 -- Not one of the template's migrations: an addition of this crate (no column
 -- changes). Emails are compared case-insensitively (lower(email) = $1); this
 -- index serves that lookup, which the template's idx_users_email(email)

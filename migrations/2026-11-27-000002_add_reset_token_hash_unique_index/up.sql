@@ -1,3 +1,4 @@
+-- fact: index idx_reset_requests_token_hash btree (reset_token_hash)
 -- Not one of the template's migrations: an addition of this crate (no column
 -- changes). Reset tokens are looked up by the SHA-256 digest of the token a
 -- client presents; this index serves that lookup, and being unique it also
