@@ -27,6 +27,10 @@ impl app::Mailer for Outbox {
     }
 }
 
+/// The example's `SESSION_SECRET` in these tests: two secrets, as during a
+/// rotation.
+const SESSION_SECRET: &str = "example-test-secret,example-retired-secret";
+
 struct Server {
     base: String,
     http: reqwest::Client,
@@ -37,6 +41,7 @@ async fn serve(store: Arc<dyn Store>, outbox: Arc<Outbox>) -> Server {
         store,
         mailer: outbox,
         started: Instant::now(),
+        cookies: pronghorn_db::CookieSigner::from_setting(SESSION_SECRET).expect("secret"),
     };
     let routes = app::router(state, "/api/v1").into_make_service_with_connect_info::<SocketAddr>();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -535,4 +540,74 @@ async fn with_the_database_disabled_every_data_route_answers_503() {
             "{method} {path}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_cookies_are_signed_and_forged_ones_refused() {
+    let db = TestDb::migrated().await;
+    let store: Arc<dyn Store> = Arc::new(db.store().await);
+    let s = serve(store.clone(), Arc::new(Outbox::default())).await;
+    let user = json!({"email": "carol@example.com", "password": "carol-password-1", "display_name": "Carol"});
+    let (status, body, _) = call(&s, M::POST, "/auth/register", Some(user), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (cookie, _) = login(&s, "carol@example.com", "carol-password-1").await;
+
+    // Signed as express-session signs, with the first secret.
+    let sid = cookie
+        .strip_prefix("s%3A")
+        .and_then(|rest| rest.rsplit_once('.'))
+        .map(|(sid, _)| sid.to_owned())
+        .unwrap_or_else(|| panic!("not an express-session cookie: {cookie}"));
+    let current = pronghorn_db::CookieSigner::new(["example-test-secret"]).expect("signer");
+    assert_eq!(cookie, current.cookie_value(&sid));
+    assert!(store.get_session(&sid).await.expect("read").is_some());
+    let (status, _, _) = call(&s, M::GET, "/auth/me", None, Some(&cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A cookie signed with the retired secret still works (rotation).
+    let retired = pronghorn_db::CookieSigner::new(["example-retired-secret"]).expect("signer");
+    let (status, _, _) = call(
+        &s,
+        M::GET,
+        "/auth/me",
+        None,
+        Some(&retired.cookie_value(&sid)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The attacker knows the session id but not the secret.
+    let stranger = pronghorn_db::CookieSigner::new(["guessed-secret"]).expect("signer");
+    let signature = cookie.rsplit_once('.').map(|(_, s)| s).unwrap_or_default();
+    let other = pronghorn_db::CookieSigner::new(["example-test-secret"])
+        .expect("signer")
+        .cookie_value("an-unknown-session-id");
+    for forged in [
+        sid.clone(),                              // unsigned
+        format!("s%3A{sid}"),                     // no signature
+        format!("s%3A{sid}.{}", &signature[1..]), // truncated signature
+        format!("s%3A{sid}x.{signature}"),        // another id, the same signature
+        stranger.cookie_value(&sid),              // signed with the wrong secret
+        other,                                    // well signed, but no such session
+    ] {
+        let (status, body, _) = call(&s, M::GET, "/auth/me", None, Some(&forged)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{forged}: {body}");
+        assert_eq!(body["error"]["code"], "unauthenticated");
+    }
+
+    // Logout clears the cookie and ends the session for every secret.
+    let (status, _, set_cookie) = call(&s, M::POST, "/auth/logout", None, Some(&cookie)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(set_cookie
+        .unwrap_or_default()
+        .starts_with("pronghorn.sid=;"));
+    let (status, _, _) = call(
+        &s,
+        M::GET,
+        "/auth/me",
+        None,
+        Some(&retired.cookie_value(&sid)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }

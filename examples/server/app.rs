@@ -11,9 +11,9 @@ use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use pronghorn_db::migrate::MigrationState;
 use pronghorn_db::{
-    Error, MessageOrder, NewConversation, NewLocalUser, NewMessage, Page, PageRequest,
-    ProfileUpdate, RequestMeta, ResetDelivery, ResetPolicy, Role, SessionCookie, SessionData,
-    Store, Token, User, UserFilter, UserId,
+    CookieSigner, Error, MessageOrder, NewConversation, NewLocalUser, NewMessage, Page,
+    PageRequest, ProfileUpdate, RequestMeta, ResetDelivery, ResetPolicy, Role, SessionCookie,
+    SessionData, Store, Token, User, UserFilter, UserId,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -54,6 +54,9 @@ pub struct AppState {
     pub mailer: Arc<dyn Mailer>,
     /// When the server started, for `/health`'s uptime.
     pub started: Instant,
+    /// Signs and verifies the session cookie as express-session does with
+    /// the same `SESSION_SECRET`.
+    pub cookies: CookieSigner,
 }
 
 /// The routes, mounted under `base` (for example `/api/v1`).
@@ -206,15 +209,26 @@ impl<S: Send + Sync> FromRequestParts<S> for Meta {
     }
 }
 
-fn session_id(headers: &HeaderMap) -> Option<String> {
+/// The session id in the request's session cookie, when a secret signed
+/// it. The first cookie of that name counts, as in express-session; an
+/// unsigned or badly signed one names no session.
+fn session_id(headers: &HeaderMap, cookies: &CookieSigner) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value.to_owned())
+        .find(|(name, _)| name.trim() == SESSION_COOKIE)
+        .and_then(|(_, value)| {
+            // The cookie package drops one pair of surrounding quotes.
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            cookies.verify(value)
+        })
 }
 
 /// The logged-in user, from the session cookie.
@@ -231,7 +245,8 @@ impl FromRequestParts<AppState> for CurrentUser {
         if !state.store.is_configured() {
             return Err(Error::Disabled.into());
         }
-        let sid = session_id(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
+        let sid =
+            session_id(&parts.headers, &state.cookies).ok_or_else(ApiError::unauthenticated)?;
         let session = state
             .store
             .get_session(&sid)
@@ -270,17 +285,27 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-/// The `Set-Cookie` value for a session id (base64url, so always a valid
-/// header), or one that clears the cookie when `max_age` is 0.
-fn session_cookie(sid: &str, max_age: i64) -> ApiResult<HeaderValue> {
+/// Whether `APP_ENV` or `NODE_ENV` says production.
+pub fn production() -> bool {
+    ["APP_ENV", "NODE_ENV"]
+        .iter()
+        .any(|k| std::env::var(k).is_ok_and(|v| v.eq_ignore_ascii_case("production")))
+}
+
+/// The `Set-Cookie` value for a session id, signed and encoded as
+/// express-session sets it (so always a valid header), or one that clears
+/// the cookie when `sid` is empty.
+fn session_cookie(cookies: &CookieSigner, sid: &str, max_age: i64) -> ApiResult<HeaderValue> {
     // Over plain HTTP in development; HTTPS-only in production, as the
     // template does.
-    let production = ["APP_ENV", "NODE_ENV"]
-        .iter()
-        .any(|k| std::env::var(k).is_ok_and(|v| v.eq_ignore_ascii_case("production")));
-    let secure = if production { "; Secure" } else { "" };
+    let secure = if production() { "; Secure" } else { "" };
+    let value = if sid.is_empty() {
+        String::new()
+    } else {
+        cookies.cookie_value(sid)
+    };
     let value = format!(
-        "{SESSION_COOKIE}={sid}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
     );
     HeaderValue::from_str(&value)
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "bad cookie"))
@@ -395,7 +420,7 @@ async fn login(State(state): State<AppState>, Json(body): Json<Login>) -> ApiRes
     .into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        session_cookie(sid.expose(), SESSION_TTL.num_seconds())?,
+        session_cookie(&state.cookies, sid.expose(), SESSION_TTL.num_seconds())?,
     );
     Ok(response)
 }
@@ -434,7 +459,7 @@ async fn logout(
     if !state.store.is_configured() {
         return Err(Error::Disabled.into());
     }
-    if let Some(sid) = session_id(&headers) {
+    if let Some(sid) = session_id(&headers, &state.cookies) {
         state.store.destroy_session(&sid).await?;
     }
     if let Some(token) = body.and_then(|b| b.0.refresh_token) {
@@ -443,7 +468,7 @@ async fn logout(
     let mut response = Json(json!({ "message": "logged out" })).into_response();
     response
         .headers_mut()
-        .insert(header::SET_COOKIE, session_cookie("", 0)?);
+        .insert(header::SET_COOKIE, session_cookie(&state.cookies, "", 0)?);
     Ok(response)
 }
 
@@ -571,7 +596,7 @@ async fn delete_me(
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
         .headers_mut()
-        .insert(header::SET_COOKIE, session_cookie("", 0)?);
+        .insert(header::SET_COOKIE, session_cookie(&state.cookies, "", 0)?);
     Ok(response)
 }
 

@@ -33,6 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         store: store.clone(),
         mailer: Arc::new(app::LogMailer),
         started: Instant::now(),
+        cookies: session_secrets()?,
     };
     let routes =
         app::router(state, &base).into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -46,6 +47,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     store.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The session cookie's signer from `SESSION_SECRET` (comma-separated for
+/// rotation, new first), as the Node app is given it. Without it, a
+/// development server signs with a random secret of its own (sessions then
+/// end when it restarts, and a Node app cannot read its cookies); a
+/// production one refuses to start.
+fn session_secrets() -> Result<pronghorn_db::CookieSigner, Box<dyn std::error::Error>> {
+    match std::env::var("SESSION_SECRET") {
+        Ok(v) if !v.trim().is_empty() => Ok(pronghorn_db::CookieSigner::from_setting(&v)?),
+        _ if app::production() => Err(
+            "SESSION_SECRET must be set in production (the same value as the Node app's)".into(),
+        ),
+        _ => {
+            tracing::warn!(
+                "SESSION_SECRET is not set: signing session cookies with a random secret; \
+                 sessions end when the server restarts"
+            );
+            let secret = pronghorn_db::Token::generate()?;
+            Ok(pronghorn_db::CookieSigner::new([secret.expose()])?)
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

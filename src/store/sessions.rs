@@ -10,6 +10,9 @@
 //! `timestamp` without time zone, written and compared in the database
 //! session's `TimeZone` exactly as connect-pg-simple does (UTC under the
 //! server's usual setting); see [`crate::repo::sessions`].
+//!
+//! [`CookieSigner`] signs and verifies the session cookie as express-session
+//! does, so that the same browser session is valid in both apps.
 
 use super::PgStore;
 use crate::error::{Error, Result};
@@ -21,6 +24,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use std::fmt;
+
+mod signing;
+pub use signing::CookieSigner;
 
 /// How long a session lives when its cookie has no expiry (a browser-session
 /// cookie): one day, connect-pg-simple's default.
