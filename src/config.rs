@@ -18,6 +18,7 @@
 //! 7. The password never appears in `Debug`, `Display`, logs or errors.
 
 use crate::conninfo::{self, HostPort};
+use crate::password::HashScheme;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
@@ -176,6 +177,7 @@ pub struct DbConfig {
     pub(crate) slow_call: Duration,
     pub(crate) auto_migrate: bool,
     pub(crate) hash_concurrency: usize,
+    pub(crate) hash_scheme: HashScheme,
     pub(crate) transaction_retries: u32,
     pub(crate) tcp: TcpSettings,
     pub(crate) replicas: Vec<DbConfig>,
@@ -234,6 +236,7 @@ pub const VARIABLES: &[&str] = &[
     "DB_SLOW_QUERY_MS",
     "DB_AUTO_MIGRATE",
     "PASSWORD_HASH_CONCURRENCY",
+    "PASSWORD_HASH",
     "DB_TRANSACTION_RETRIES",
     "DB_KEEPALIVES_IDLE",
     "DB_TCP_USER_TIMEOUT",
@@ -325,6 +328,12 @@ impl DbConfig {
                 })?,
             },
         };
+        let hash_scheme = match get("PASSWORD_HASH") {
+            None => HashScheme::default(),
+            Some(v) => v
+                .parse::<HashScheme>()
+                .map_err(|e| ConfigError::new("PASSWORD_HASH", e))?,
+        };
         let transaction_retries = match get("DB_TRANSACTION_RETRIES") {
             None => 3,
             Some(v) => {
@@ -364,6 +373,7 @@ impl DbConfig {
             auto_migrate,
             app_name,
             hash_concurrency,
+            hash_scheme,
             transaction_retries,
             tcp,
         };
@@ -417,6 +427,7 @@ impl DbConfig {
                     slow_call: base.slow_call,
                     auto_migrate: base.auto_migrate,
                     hash_concurrency: base.hash_concurrency,
+                    hash_scheme: base.hash_scheme,
                     transaction_retries: base.transaction_retries,
                     tcp: base.tcp,
                     replicas: Vec::new(),
@@ -496,6 +507,12 @@ impl DbConfig {
     /// default: the number of cores).
     pub fn hash_concurrency(&self) -> usize {
         self.hash_concurrency
+    }
+
+    /// Which algorithm new password hashes use (`PASSWORD_HASH`: `argon2id`,
+    /// the default, or `bcrypt` while a Node app shares the database).
+    pub fn hash_scheme(&self) -> HashScheme {
+        self.hash_scheme
     }
 
     /// How many times a conflicting transaction is retried
@@ -612,6 +629,7 @@ impl fmt::Debug for DbConfig {
             .field("slow_call", &self.slow_call)
             .field("auto_migrate", &self.auto_migrate)
             .field("hash_concurrency", &self.hash_concurrency)
+            .field("hash_scheme", &self.hash_scheme)
             .field(
                 "replicas",
                 &self
@@ -641,6 +659,7 @@ struct Base {
     auto_migrate: bool,
     app_name: Option<String>,
     hash_concurrency: usize,
+    hash_scheme: HashScheme,
     transaction_retries: u32,
     tcp: TcpSettings,
 }
@@ -783,6 +802,7 @@ fn from_string(var: &'static str, s: &str, base: Base) -> Result<DbConfig, Confi
         slow_call: base.slow_call,
         auto_migrate: base.auto_migrate,
         hash_concurrency: base.hash_concurrency,
+        hash_scheme: base.hash_scheme,
         transaction_retries: base.transaction_retries,
         tcp: base.tcp,
         replicas: Vec::new(),

@@ -1,6 +1,12 @@
 //! Password hashing: argon2id for new hashes, legacy bcrypt verification for
 //! hashes the Node template stored, and upgrade detection.
 //!
+//! While a Node app still shares the database, [`HashScheme::Bcrypt`]
+//! (`PASSWORD_HASH=bcrypt`) keeps every hash readable by bcryptjs: new and
+//! changed passwords are bcrypt cost 12 in the `$2b$` form, bcrypt hashes
+//! are never upgraded, and an argon2 hash that verifies is rewritten as
+//! bcrypt so that the Node app can log that user in too.
+//!
 //! Each hash costs about 19 MiB and tens of milliseconds of CPU, so it runs
 //! on Tokio's blocking threads (never on the async workers), and a semaphore
 //! caps how many run at once, which bounds memory.
@@ -19,6 +25,41 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 /// Shortest password accepted for new passwords, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 8;
 
+/// The bcrypt cost of hashes written under [`HashScheme::Bcrypt`]: the
+/// template's.
+pub const BCRYPT_COST: u32 = 12;
+
+/// bcrypt reads at most this many bytes of a password; under
+/// [`HashScheme::Bcrypt`] longer new passwords are refused rather than cut.
+pub const BCRYPT_MAX_PASSWORD_BYTES: usize = 72;
+
+/// Which algorithm new password hashes use (`PASSWORD_HASH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HashScheme {
+    /// argon2id (OWASP's m=19456 KiB, t=2, p=1); bcrypt and weaker argon2
+    /// hashes are replaced on the next successful login. The default.
+    #[default]
+    Argon2id,
+    /// bcrypt cost [`BCRYPT_COST`] in the `$2b$` form, for the time a Node
+    /// app using bcryptjs shares the database: nothing is upgraded to
+    /// argon2id, and argon2 hashes are rewritten as bcrypt on login.
+    Bcrypt,
+}
+
+impl std::str::FromStr for HashScheme {
+    type Err = String;
+
+    /// `argon2id` (or `argon2`) and `bcrypt`, in any case; anything else is
+    /// an error naming the accepted values.
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "argon2id" | "argon2" => Ok(HashScheme::Argon2id),
+            "bcrypt" => Ok(HashScheme::Bcrypt),
+            other => Err(format!("'{other}' is not argon2id or bcrypt")),
+        }
+    }
+}
+
 /// The outcome of checking a password against a stored hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verified {
@@ -26,8 +67,10 @@ pub enum Verified {
     No,
     /// It matches, and the stored hash uses the current algorithm and parameters.
     Yes,
-    /// It matches, but the stored hash is legacy bcrypt or argon2 with weaker
-    /// parameters: it should be replaced by a new hash of the same password.
+    /// It matches, but the stored hash is not what the [`HashScheme`] writes
+    /// (under argon2id: bcrypt, or argon2 with weaker parameters; under
+    /// bcrypt: argon2): it should be replaced by a new hash of the same
+    /// password.
     YesNeedsRehash,
 }
 
@@ -44,6 +87,7 @@ impl Verified {
 pub struct Passwords {
     permits: Arc<Semaphore>,
     params: Params,
+    scheme: HashScheme,
     /// The longest verification seen so far, in microseconds (capped).
     slowest_us: Arc<AtomicU64>,
     dummy: Arc<tokio::sync::OnceCell<String>>,
@@ -56,6 +100,7 @@ impl std::fmt::Debug for Passwords {
             .field("m_cost", &self.params.m_cost())
             .field("t_cost", &self.params.t_cost())
             .field("p_cost", &self.params.p_cost())
+            .field("scheme", &self.scheme)
             .finish()
     }
 }
@@ -73,9 +118,16 @@ impl Passwords {
     /// Argon2id with m=19456 KiB, t=2, p=1, at most `limit` hashes at once
     /// (at least one).
     pub fn new(limit: usize) -> Self {
+        Passwords::with_scheme(limit, HashScheme::Argon2id)
+    }
+
+    /// Hashes new passwords with `scheme`, at most `limit` hashes at once
+    /// (at least one).
+    pub fn with_scheme(limit: usize, scheme: HashScheme) -> Self {
         Passwords {
             permits: Arc::new(Semaphore::new(limit.max(1))),
             params: Params::default(),
+            scheme,
             slowest_us: Arc::new(AtomicU64::new(0)),
             dummy: Arc::new(tokio::sync::OnceCell::new()),
         }
@@ -107,13 +159,28 @@ impl Passwords {
         .map_err(|e| Error::Internal(format!("password hashing task failed: {e}")))?
     }
 
-    /// Hashes a new password (argon2id PHC string).
+    /// The scheme new hashes use.
+    pub fn scheme(&self) -> HashScheme {
+        self.scheme
+    }
+
+    /// Hashes a new password: an argon2id PHC string, or under
+    /// [`HashScheme::Bcrypt`] a `$2b$12$` bcrypt hash.
     ///
     /// Fails with [`Error::Validation`] on field `password` when it is
     /// shorter than [`MIN_PASSWORD_CHARS`], longer than
-    /// [`MAX_PASSWORD_BYTES`] or holds a NUL byte.
+    /// [`MAX_PASSWORD_BYTES`] (under bcrypt: [`BCRYPT_MAX_PASSWORD_BYTES`],
+    /// since bcrypt would ignore the rest) or holds a NUL byte.
     pub async fn hash(&self, password: &str) -> Result<String> {
         validate_new(password)?;
+        if self.scheme == HashScheme::Bcrypt && password.len() > BCRYPT_MAX_PASSWORD_BYTES {
+            return Err(Error::validation(
+                "password",
+                format!(
+                    "must be at most {BCRYPT_MAX_PASSWORD_BYTES} bytes while PASSWORD_HASH=bcrypt"
+                ),
+            ));
+        }
         self.rehash(password).await
     }
 
@@ -123,11 +190,15 @@ impl Passwords {
     pub(crate) async fn rehash(&self, password: &str) -> Result<String> {
         let password = password.to_owned();
         let params = self.params.clone();
-        self.off_runtime(move || {
-            Self::hasher(&params)
+        let scheme = self.scheme;
+        self.off_runtime(move || match scheme {
+            HashScheme::Argon2id => Self::hasher(&params)
                 .hash_password(password.as_bytes())
                 .map(|h| h.to_string())
-                .map_err(|e| Error::Internal(format!("password hashing failed: {e}")))
+                .map_err(|e| Error::Internal(format!("password hashing failed: {e}"))),
+            HashScheme::Bcrypt => bcrypt::hash_with_result(password.as_bytes(), BCRYPT_COST)
+                .map(|h| h.format_for_version(bcrypt::Version::TwoB))
+                .map_err(|e| Error::Internal(format!("password hashing failed: {e}"))),
         })
         .await
     }
@@ -142,10 +213,11 @@ impl Passwords {
         let password = password.to_owned();
         let stored = stored.to_owned();
         let current = self.params.clone();
+        let scheme = self.scheme;
         let slowest = self.slowest_us.clone();
         self.off_runtime(move || {
             let started = Instant::now();
-            let verified = verify_blocking(&password, &stored, &current);
+            let verified = verify_blocking(&password, &stored, &current, scheme);
             let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
             slowest.fetch_max(took.min(SLOWEST_CAP_US), Ordering::Relaxed);
             Ok(verified)
@@ -181,9 +253,10 @@ impl Passwords {
 /// Failed logins are padded to at most this (2 s), whatever was seen.
 const SLOWEST_CAP_US: u64 = 2_000_000;
 
-fn verify_blocking(password: &str, stored: &str, current: &Params) -> Verified {
+fn verify_blocking(password: &str, stored: &str, current: &Params, scheme: HashScheme) -> Verified {
     if is_bcrypt(stored) {
         return match bcrypt::verify(password, stored) {
+            Ok(true) if scheme == HashScheme::Bcrypt => Verified::Yes,
             Ok(true) => Verified::YesNeedsRehash,
             Ok(false) => Verified::No,
             Err(e) => {
@@ -208,6 +281,15 @@ fn verify_blocking(password: &str, stored: &str, current: &Params) -> Verified {
         .is_err()
     {
         return Verified::No;
+    }
+    if scheme == HashScheme::Bcrypt {
+        // Rewritten as bcrypt so that the Node app can verify it too, unless
+        // bcrypt would cut the password short.
+        return if password.len() > BCRYPT_MAX_PASSWORD_BYTES {
+            Verified::Yes
+        } else {
+            Verified::YesNeedsRehash
+        };
     }
     let weaker = algorithm != Algorithm::Argon2id
         || parsed.version != Some(Version::V0x13.into())
@@ -314,6 +396,44 @@ mod tests {
         let h = p.hash("a valid password").await.unwrap();
         assert_eq!(p.verify(&long, &h).await.unwrap(), Verified::No);
         assert_eq!(p.verify_dummy("anything").await.unwrap(), Verified::No);
+    }
+
+    #[tokio::test]
+    async fn the_bcrypt_scheme_writes_2b_cost_12_and_upgrades_nothing() {
+        let p = Passwords::with_scheme(2, HashScheme::Bcrypt);
+        let h = p.hash("shared with node").await.unwrap();
+        assert!(h.starts_with("$2b$12$") && h.len() == 60, "{h}");
+        assert_eq!(
+            p.verify("shared with node", &h).await.unwrap(),
+            Verified::Yes
+        );
+        let legacy = bcrypt::hash("legacy-pass", 4).unwrap();
+        let legacy = format!("$2a${}", &legacy[4..]);
+        assert_eq!(
+            p.verify("legacy-pass", &legacy).await.unwrap(),
+            Verified::Yes
+        );
+        let argon = Passwords::new(1).hash("was argon2id").await.unwrap();
+        assert_eq!(
+            p.verify("was argon2id", &argon).await.unwrap(),
+            Verified::YesNeedsRehash
+        );
+        match p.hash(&"x".repeat(BCRYPT_MAX_PASSWORD_BYTES + 1)).await {
+            Err(Error::Validation { field, reason }) => {
+                assert_eq!(field, "password");
+                assert_eq!(
+                    reason,
+                    "must be at most 72 bytes while PASSWORD_HASH=bcrypt"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!("BCRYPT".parse::<HashScheme>(), Ok(HashScheme::Bcrypt));
+        assert_eq!(" argon2id ".parse::<HashScheme>(), Ok(HashScheme::Argon2id));
+        assert_eq!(
+            "md5".parse::<HashScheme>(),
+            Err("'md5' is not argon2id or bcrypt".to_owned())
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ fn every_variable_is_documented() {
         "HOST",
         "PORT",
         "API_BASE_PATH",
+        "SESSION_SECRET",
     ] {
         assert!(
             example.lines().any(|l| l.starts_with(&format!("{var}="))),

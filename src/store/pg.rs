@@ -80,7 +80,7 @@ impl PgStore {
             target: config.redacted_target(),
             turns: pool::queue(config.pool().max_size),
             replicas: Replicas::new(&config)?,
-            passwords: Passwords::new(config.hash_concurrency()),
+            passwords: Passwords::with_scheme(config.hash_concurrency(), config.hash_scheme()),
             config,
             health,
         })
