@@ -178,11 +178,80 @@ pub struct DbConfig {
     pub(crate) auto_migrate: bool,
     pub(crate) hash_concurrency: usize,
     pub(crate) hash_scheme: HashScheme,
+    pub(crate) login: LoginSettings,
     pub(crate) transaction_retries: u32,
     pub(crate) tcp: TcpSettings,
     pub(crate) replicas: Vec<DbConfig>,
     pub(crate) replica_max_lag: Duration,
     pub(crate) source: ConfigSource,
+}
+
+/// Bounds on the work logins can cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginSettings {
+    /// Login attempts per email allowed within [`LoginSettings::failure_window`]
+    /// before further ones fail with
+    /// [`Error::LoginThrottled`](crate::Error::LoginThrottled) without
+    /// hashing (`LOGIN_MAX_FAILURES`, default 10). A success clears the count.
+    pub max_failures: u32,
+    /// The window the count covers, from the first counted attempt
+    /// (`LOGIN_FAILURE_WINDOW_MS`, default 15 minutes).
+    pub failure_window: Duration,
+    /// The longest a password check or hash waits for a hashing slot before
+    /// failing with [`Error::Unavailable`](crate::Error::Unavailable)
+    /// (`PASSWORD_HASH_WAIT_MS`, default 2000).
+    pub hash_wait: Duration,
+}
+
+impl Default for LoginSettings {
+    fn default() -> Self {
+        LoginSettings {
+            max_failures: 10,
+            failure_window: Duration::from_secs(15 * 60),
+            hash_wait: Duration::from_millis(2000),
+        }
+    }
+}
+
+/// Reads [`LoginSettings`]; each value must be at least 1.
+fn read_login(get: &mut impl FnMut(&str) -> Option<String>) -> Result<LoginSettings, ConfigError> {
+    let defaults = LoginSettings::default();
+    let mut positive = |var: &'static str| -> Result<Option<u64>, ConfigError> {
+        match get(var) {
+            None => Ok(None),
+            Some(v) => match parse_u64(var, &v)? {
+                0 => Err(ConfigError::new(var, "must be at least 1, got 0")),
+                n => Ok(Some(n)),
+            },
+        }
+    };
+    let max_failures = match positive("LOGIN_MAX_FAILURES")? {
+        None => defaults.max_failures,
+        Some(n) => u32::try_from(n)
+            .ok()
+            .filter(|n| *n <= 1_000_000)
+            .ok_or_else(|| {
+                ConfigError::new("LOGIN_MAX_FAILURES", format!("{n} is above 1000000"))
+            })?,
+    };
+    const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+    let failure_window = match positive("LOGIN_FAILURE_WINDOW_MS")? {
+        None => defaults.failure_window,
+        Some(ms) if ms > 30 * DAY_MS => {
+            return Err(ConfigError::new(
+                "LOGIN_FAILURE_WINDOW_MS",
+                format!("{ms} is above 30 days"),
+            ))
+        }
+        Some(ms) => Duration::from_millis(ms),
+    };
+    let hash_wait =
+        positive("PASSWORD_HASH_WAIT_MS")?.map_or(defaults.hash_wait, Duration::from_millis);
+    Ok(LoginSettings {
+        max_failures,
+        failure_window,
+        hash_wait,
+    })
 }
 
 /// How a connection whose server vanished (no FIN, no RST: a cable pulled,
@@ -237,6 +306,9 @@ pub const VARIABLES: &[&str] = &[
     "DB_AUTO_MIGRATE",
     "PASSWORD_HASH_CONCURRENCY",
     "PASSWORD_HASH",
+    "PASSWORD_HASH_WAIT_MS",
+    "LOGIN_MAX_FAILURES",
+    "LOGIN_FAILURE_WINDOW_MS",
     "DB_TRANSACTION_RETRIES",
     "DB_KEEPALIVES_IDLE",
     "DB_TCP_USER_TIMEOUT",
@@ -334,6 +406,7 @@ impl DbConfig {
                 .parse::<HashScheme>()
                 .map_err(|e| ConfigError::new("PASSWORD_HASH", e))?,
         };
+        let login = read_login(&mut get)?;
         let transaction_retries = match get("DB_TRANSACTION_RETRIES") {
             None => 3,
             Some(v) => {
@@ -374,6 +447,7 @@ impl DbConfig {
             app_name,
             hash_concurrency,
             hash_scheme,
+            login,
             transaction_retries,
             tcp,
         };
@@ -428,6 +502,7 @@ impl DbConfig {
                     auto_migrate: base.auto_migrate,
                     hash_concurrency: base.hash_concurrency,
                     hash_scheme: base.hash_scheme,
+                    login: base.login,
                     transaction_retries: base.transaction_retries,
                     tcp: base.tcp,
                     replicas: Vec::new(),
@@ -513,6 +588,13 @@ impl DbConfig {
     /// the default, or `bcrypt` while a Node app shares the database).
     pub fn hash_scheme(&self) -> HashScheme {
         self.hash_scheme
+    }
+
+    /// Login throttling and the bound on waiting for a hashing slot
+    /// (`LOGIN_MAX_FAILURES`, `LOGIN_FAILURE_WINDOW_MS`,
+    /// `PASSWORD_HASH_WAIT_MS`).
+    pub fn login(&self) -> LoginSettings {
+        self.login
     }
 
     /// How many times a conflicting transaction is retried
@@ -630,6 +712,7 @@ impl fmt::Debug for DbConfig {
             .field("auto_migrate", &self.auto_migrate)
             .field("hash_concurrency", &self.hash_concurrency)
             .field("hash_scheme", &self.hash_scheme)
+            .field("login", &self.login)
             .field(
                 "replicas",
                 &self
@@ -660,6 +743,7 @@ struct Base {
     app_name: Option<String>,
     hash_concurrency: usize,
     hash_scheme: HashScheme,
+    login: LoginSettings,
     transaction_retries: u32,
     tcp: TcpSettings,
 }
@@ -803,6 +887,7 @@ fn from_string(var: &'static str, s: &str, base: Base) -> Result<DbConfig, Confi
         auto_migrate: base.auto_migrate,
         hash_concurrency: base.hash_concurrency,
         hash_scheme: base.hash_scheme,
+        login: base.login,
         transaction_retries: base.transaction_retries,
         tcp: base.tcp,
         replicas: Vec::new(),

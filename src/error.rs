@@ -79,6 +79,17 @@ pub enum Error {
     #[error("invalid credentials")]
     InvalidCredentials,
 
+    /// Too many logins for this email failed within the configured window
+    /// (`LOGIN_MAX_FAILURES` in `LOGIN_FAILURE_WINDOW_MS`): this one was
+    /// refused before any password was checked, right or wrong. Unknown
+    /// emails are counted the same way, so this does not say that an
+    /// account exists.
+    #[error("too many failed logins for this email; try again in {} s", retry_after.as_secs())]
+    LoginThrottled {
+        /// How long until the window ends (at least one second).
+        retry_after: std::time::Duration,
+    },
+
     /// The password was right, but the account is blocked.
     #[error("the account is blocked")]
     AccountBlocked,
@@ -186,6 +197,7 @@ impl Error {
             Error::Migration(_) => "migration",
             Error::TransactionConflict { .. } => "transaction_conflict",
             Error::InvalidCredentials => "invalid_credentials",
+            Error::LoginThrottled { .. } => "login_throttled",
             Error::AccountBlocked => "account_blocked",
             Error::TokenRejected { .. } => "token_rejected",
             Error::TokenReused => "token_reused",

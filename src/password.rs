@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// Longest password accepted, in bytes; longer input is refused before any
@@ -88,9 +88,13 @@ pub struct Passwords {
     permits: Arc<Semaphore>,
     params: Params,
     scheme: HashScheme,
-    /// The longest verification seen so far, in microseconds (capped).
-    slowest_us: Arc<AtomicU64>,
-    dummy: Arc<tokio::sync::OnceCell<String>>,
+    /// The longest a call waits for a permit.
+    wait: Duration,
+    /// Password checks run so far (real and dummy).
+    verifications: Arc<AtomicU64>,
+    /// A hash of a fixed text in the current scheme, checked against for
+    /// logins whose email has no password, once it exists.
+    dummy: Arc<std::sync::OnceLock<String>>,
 }
 
 impl std::fmt::Debug for Passwords {
@@ -101,6 +105,7 @@ impl std::fmt::Debug for Passwords {
             .field("t_cost", &self.params.t_cost())
             .field("p_cost", &self.params.p_cost())
             .field("scheme", &self.scheme)
+            .field("wait", &self.wait)
             .finish()
     }
 }
@@ -128,9 +133,23 @@ impl Passwords {
             permits: Arc::new(Semaphore::new(limit.max(1))),
             params: Params::default(),
             scheme,
-            slowest_us: Arc::new(AtomicU64::new(0)),
-            dummy: Arc::new(tokio::sync::OnceCell::new()),
+            wait: DEFAULT_WAIT,
+            verifications: Arc::new(AtomicU64::new(0)),
+            dummy: Arc::new(std::sync::OnceLock::new()),
         }
+    }
+
+    /// The same, with calls waiting at most `wait` for a hashing slot
+    /// (default 2 s) before failing with [`Error::Unavailable`].
+    pub fn with_wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// How many password checks (real or dummy) have run: each costs one
+    /// hash.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     fn hasher(params: &Params) -> Argon2<'static> {
@@ -141,14 +160,19 @@ impl Passwords {
         &self,
         job: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        // The semaphore is never closed, so acquiring only waits. The permit
-        // moves into the blocking job: a caller that gives up (a dropped
-        // request) does not free a slot while its hash still runs.
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
+        // The permit moves into the blocking job: a caller that gives up (a
+        // dropped request) does not free a slot while its hash still runs.
+        // Waiting is bounded, so that a flood of logins makes the excess
+        // fail fast instead of queueing every later caller behind it.
+        let permit = tokio::time::timeout(self.wait, self.permits.clone().acquire_owned())
             .await
+            .map_err(|_| Error::Unavailable {
+                target: "password hashing".to_owned(),
+                reason: format!(
+                    "no hashing slot became free within {} ms",
+                    self.wait.as_millis()
+                ),
+            })?
             .map_err(|_| Error::Internal("password hashing was shut down".into()))?;
         tokio::task::spawn_blocking(move || {
             let result = job();
@@ -214,44 +238,45 @@ impl Passwords {
         let stored = stored.to_owned();
         let current = self.params.clone();
         let scheme = self.scheme;
-        let slowest = self.slowest_us.clone();
+        let count = self.verifications.clone();
         self.off_runtime(move || {
-            let started = Instant::now();
-            let verified = verify_blocking(&password, &stored, &current, scheme);
-            let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-            slowest.fetch_max(took.min(SLOWEST_CAP_US), Ordering::Relaxed);
-            Ok(verified)
+            count.fetch_add(1, Ordering::Relaxed);
+            Ok(verify_blocking(&password, &stored, &current, scheme))
         })
         .await
     }
 
-    /// The least time a failed login should take: the slowest verification
-    /// seen so far (a legacy bcrypt cost-12 hash costs far more than an
-    /// argon2id one). Padding every failure to it keeps the time of a
-    /// failure from telling an unknown email from a known one, whatever
-    /// kind of hash the known one has.
-    pub fn failure_floor(&self) -> Duration {
-        Duration::from_micros(self.slowest_us.load(Ordering::Relaxed))
-    }
-
-    /// Spends the same effort as verifying a real argon2 hash, for a login
-    /// whose email matched no user, so that timing does not tell which
-    /// emails exist. Always reports no match.
+    /// Spends what checking a password against a hash of the current scheme
+    /// costs, for a login whose email has no password (no such user, or an
+    /// OAuth account), so that timing does not tell which emails exist.
+    /// Always reports no match. The first call hashes a fixed text instead
+    /// (a hash costs what a check costs) and keeps that hash to check
+    /// against from then on.
     ///
-    /// Fails with [`Error::Internal`] when the dummy hash cannot be made.
+    /// Fails with [`Error::Unavailable`] when no hashing slot frees in time.
     pub async fn verify_dummy(&self, password: &str) -> Result<Verified> {
-        let stored = self
-            .dummy
-            .get_or_try_init(|| self.rehash("pronghorn-db dummy password"))
-            .await?
-            .clone();
-        let password: String = password.chars().take(MAX_PASSWORD_BYTES).collect();
-        self.verify(&password, &stored).await.map(|_| Verified::No)
+        match self.dummy.get() {
+            Some(stored) => {
+                let stored = stored.clone();
+                let password: String = password.chars().take(MAX_PASSWORD_BYTES).collect();
+                self.verify(&password, &stored).await.map(|_| Verified::No)
+            }
+            None => {
+                let made = self.rehash(DUMMY_PASSWORD).await?;
+                self.verifications.fetch_add(1, Ordering::Relaxed);
+                let _ = self.dummy.set(made);
+                Ok(Verified::No)
+            }
+        }
     }
 }
 
-/// Failed logins are padded to at most this (2 s), whatever was seen.
-const SLOWEST_CAP_US: u64 = 2_000_000;
+/// How long a call waits for a hashing slot unless told otherwise.
+const DEFAULT_WAIT: Duration = Duration::from_secs(2);
+
+/// The text behind the dummy hash; never anyone's password that matters,
+/// since a dummy check always reports no match.
+const DUMMY_PASSWORD: &str = "pronghorn-db dummy password";
 
 fn verify_blocking(password: &str, stored: &str, current: &Params, scheme: HashScheme) -> Verified {
     if is_bcrypt(stored) {

@@ -29,3 +29,8 @@ pub(crate) fn from_now(span: PgInterval) -> Later<db_now, BoundInterval> {
 pub(crate) fn ago(span: PgInterval) -> Earlier<db_now, BoundInterval> {
     Earlier::new(db_now(), span.into_sql::<Interval>())
 }
+
+/// `now()`, typed as `timestamptz`.
+pub(crate) fn current() -> db_now {
+    db_now()
+}

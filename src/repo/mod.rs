@@ -7,6 +7,7 @@ mod cache_by_sql;
 mod clock;
 mod columns;
 pub mod conversations;
+pub mod login_failures;
 pub mod messages;
 pub mod password_resets;
 pub mod refresh_tokens;

@@ -80,7 +80,8 @@ impl PgStore {
             target: config.redacted_target(),
             turns: pool::queue(config.pool().max_size),
             replicas: Replicas::new(&config)?,
-            passwords: Passwords::with_scheme(config.hash_concurrency(), config.hash_scheme()),
+            passwords: Passwords::with_scheme(config.hash_concurrency(), config.hash_scheme())
+                .with_wait(config.login().hash_wait),
             config,
             health,
         })

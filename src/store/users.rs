@@ -10,8 +10,9 @@ use crate::models::users::{NewUserRow, ProfileChanges};
 use crate::models::{AuditLogEntry, Role, User, UserId};
 use crate::observe::observed;
 use crate::page::{Page, PageRequest};
-use crate::password::Verified;
+use crate::password::{Verified, MAX_PASSWORD_BYTES};
 use crate::repo::audit::{self as audit_repo, AuditQuery};
+use crate::repo::login_failures as login_repo;
 use crate::repo::users::{self as repo, UserFilter};
 use crate::validate;
 use async_trait::async_trait;
@@ -283,14 +284,24 @@ pub trait UserStore: Send + Sync {
     ) -> Result<()>;
 
     /// Checks email and password. Returns the user (with `last_login` set to
-    /// now). Legacy bcrypt hashes and argon2 hashes with weaker parameters
-    /// are replaced by a current argon2id hash in the same call.
+    /// now). A hash that is not what the configured scheme writes
+    /// (`PASSWORD_HASH`) is replaced in the same call.
     ///
-    /// Fails with [`Error::InvalidCredentials`] whether the email is unknown
-    /// or the password wrong (at a similar cost either way), and with
-    /// [`Error::AccountBlocked`] when the password is right but the account
-    /// is blocked.
+    /// Every attempt is counted per email (known or not) in the database
+    /// before any password is checked; a success clears the count. Past
+    /// `LOGIN_MAX_FAILURES` attempts within `LOGIN_FAILURE_WINDOW_MS` it
+    /// fails with [`Error::LoginThrottled`] at once, without hashing.
+    /// Otherwise it fails with [`Error::InvalidCredentials`] whether the
+    /// email is unknown, has no password or the password is wrong, each at
+    /// the cost of one password check of the current scheme, as a success
+    /// costs; with [`Error::AccountBlocked`] when the password is right but
+    /// the account is blocked; and with [`Error::Unavailable`] when no
+    /// hashing slot frees within `PASSWORD_HASH_WAIT_MS`.
     async fn authenticate(&self, email: &str, password: &str) -> Result<User>;
+
+    /// Deletes the login-attempt counts whose window has passed (they no
+    /// longer hold anyone back); returns how many.
+    async fn prune_login_failures(&self) -> Result<usize>;
 
     /// Sets `last_login` to now. Fails with [`Error::NotFound`].
     async fn record_login(&self, id: UserId) -> Result<User>;
@@ -851,48 +862,92 @@ impl UserStore for PgStore {
     async fn authenticate(&self, email: &str, password: &str) -> Result<User> {
         observed!(self.slow(), "authenticate", async {
             let email = validate::email(email)?;
-            let started = tokio::time::Instant::now();
-            // Every failure takes at least as long as the slowest password
-            // check seen, so that its timing tells neither whether the email
-            // exists nor what kind of hash its account has.
-            let refuse = || async {
-                tokio::time::sleep_until(started + self.passwords().failure_floor()).await;
-                Err(Error::InvalidCredentials)
+            let limits = self.config().login();
+            let digest = email_digest(&email);
+            let window = login_window(limits.failure_window)?;
+            // The attempt is counted before any hash runs, in one statement
+            // per attempt: concurrent attempts on one email are counted one
+            // after another, so at most `max_failures` of them in a window
+            // ever reach the hash.
+            let attempt = {
+                let digest = digest.clone();
+                self.with_conn(move |conn| {
+                    Box::pin(async move {
+                        let counted = login_repo::count_attempt(conn, &digest, window).await?;
+                        if counted.0 > i32::try_from(limits.max_failures).unwrap_or(i32::MAX) {
+                            return Ok(Err(counted.1));
+                        }
+                        Ok(Ok(repo::find_by_email(conn, &email).await?))
+                    })
+                })
+                .await?
             };
-            let found = self
-                .with_conn(move |conn| {
-                    Box::pin(async move { repo::find_by_email(conn, &email).await })
+            let found = match attempt {
+                Ok(found) => found,
+                Err(window_started) => {
+                    let ends = window_started
+                        + chrono::Duration::from_std(limits.failure_window).unwrap_or_default();
+                    let left = (ends - chrono::Utc::now()).to_std().unwrap_or_default();
+                    return Err(Error::LoginThrottled {
+                        retry_after: left.max(std::time::Duration::from_secs(1)),
+                    });
+                }
+            };
+            // Every outcome costs one check against a hash of the current
+            // scheme: an unknown email, an OAuth account without a
+            // password and an over-long password included, so that time
+            // tells none of them apart from a wrong password.
+            // Each outcome then costs one write: the failure noted, or the
+            // count cleared and the login recorded.
+            let known = found.and_then(|u| u.password_hash.clone().map(|h| (u, h)));
+            let verified = match &known {
+                Some((_, stored)) if password.len() <= MAX_PASSWORD_BYTES => {
+                    self.passwords().verify(password, stored).await?
+                }
+                _ => self.passwords().verify_dummy(password).await?,
+            };
+            let Some((mut user, stored)) = known.filter(|_| verified.matched()) else {
+                self.with_conn(move |conn| {
+                    Box::pin(async move { login_repo::record_failure(conn, &digest).await })
                 })
                 .await?;
-            let Some((user, stored)) = found.and_then(|u| u.password_hash.clone().map(|h| (u, h)))
-            else {
-                // No such user, or an OAuth account without a password:
-                // spend what a real check costs.
-                self.passwords().verify_dummy(password).await?;
-                return refuse().await;
+                return Err(Error::InvalidCredentials);
             };
-            let verified = self.passwords().verify(password, &stored).await?;
-            if !verified.matched() {
-                return refuse().await;
-            }
             if user.blocked() {
                 return Err(Error::AccountBlocked);
             }
-            let upgrade = if verified == Verified::YesNeedsRehash {
-                Some(self.passwords().rehash(password).await?)
-            } else {
-                None
-            };
             let id = user.id;
-            self.transaction(move |conn| {
-                Box::pin(async move {
-                    if let Some(new) = upgrade {
-                        repo::upgrade_password_hash(conn, id, &stored, &new).await?;
-                    }
-                    repo::record_login(conn, id).await
+            if verified == Verified::YesNeedsRehash {
+                let new = self.passwords().rehash(password).await?;
+                let replaced = new.clone();
+                let upgraded = self
+                    .with_conn(move |conn| {
+                        Box::pin(async move {
+                            repo::upgrade_password_hash(conn, id, &stored, &new).await
+                        })
+                    })
+                    .await?;
+                if upgraded {
+                    user.password_hash = Some(replaced);
+                }
+            }
+            let recorded = self
+                .with_conn(move |conn| {
+                    Box::pin(async move { login_repo::record_success(conn, &digest, id).await })
                 })
-            })
-            .await
+                .await?
+                .ok_or(Error::InvalidCredentials)?;
+            user.last_login = Some(recorded.last_login);
+            user.updated_at = recorded.updated_at;
+            Ok(user)
+        })
+    }
+
+    async fn prune_login_failures(&self) -> Result<usize> {
+        observed!(self.slow(), "prune_login_failures", async {
+            let window = login_window(self.config().login().failure_window)?;
+            self.with_conn(move |conn| Box::pin(login_repo::delete_passed(conn, window)))
+                .await
         })
     }
 
@@ -1153,6 +1208,7 @@ super::disabled::disabled_store! {
         fn update_user_by_admin(UserId, UserId, &ProfileUpdate, &RequestMeta) -> Result<User>;
         fn change_password(UserId, &str, &str, &RequestMeta) -> Result<()>;
         fn authenticate(&str, &str) -> Result<User>;
+        fn prune_login_failures() -> Result<usize>;
         fn record_login(UserId) -> Result<User>;
         fn verify_email(UserId) -> Result<User>;
         fn add_additional_role(UserId, &str) -> Result<User>;
@@ -1170,4 +1226,25 @@ super::disabled::disabled_store! {
     AuditStore {
         fn audit_log(&AuditQuery, &PageRequest) -> Result<Page<AuditLogEntry>>;
     }
+}
+
+/// The email's key in `login_failures`: the SHA-256 hex of the normalised
+/// email, so that no stranger's address is stored in clear.
+fn email_digest(email: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(email.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The login-failure window as an SQL interval.
+fn login_window(window: std::time::Duration) -> Result<diesel::pg::data_types::PgInterval> {
+    let window = chrono::Duration::from_std(window)
+        .map_err(|_| Error::validation("LOGIN_FAILURE_WINDOW_MS", "is too long"))?;
+    crate::store::tokens::interval(
+        "LOGIN_FAILURE_WINDOW_MS",
+        window,
+        chrono::Duration::days(30),
+    )
 }
