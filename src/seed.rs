@@ -1,14 +1,17 @@
 //! The template's development users: seed them, reset their passwords, or
-//! clear every other user. The destructive operations refuse to run in
-//! production.
+//! clear every other user. A seed never takes over an account that already
+//! holds a seed email unless told to; the destructive operations (and such a
+//! take-over) refuse to run in production.
 
 use crate::error::{Error, Result};
 use crate::models::users::NewUserRow;
-use crate::models::Role;
+use crate::models::{Role, UserId};
 use crate::repo::users as repo;
 use crate::store::users::RoleCount;
 use crate::store::PgStore;
+use diesel_async::AsyncPgConnection;
 use serde_json::json;
+use uuid::Uuid;
 
 /// The seed password used when `SEED_PASSWORD` is not set. Development only:
 /// a plain seed in production refuses it.
@@ -68,87 +71,164 @@ pub fn is_production(lookup: impl Fn(&str) -> Option<String>) -> bool {
         .any(|k| lookup(k).is_some_and(|v| v.trim().eq_ignore_ascii_case("production")))
 }
 
+/// What a seed does with an account that already holds a seed user's email
+/// (compared ignoring case, as logins compare emails).
+///
+/// Such an account may belong to anybody who registered that address before
+/// the seed ran, so by default it is never touched: making it a seed user
+/// would hand its owner the seed role under the owner's own password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExistingAccounts {
+    /// Leave the account exactly as it is and report it in
+    /// [`SeedReport::skipped`].
+    #[default]
+    Leave,
+    /// Make the account the seed user (email, name, role, additional roles,
+    /// language, verified, local login with the seed password, no OAuth
+    /// identity, no avatar), and end its sessions, refresh tokens and
+    /// pending password resets, in the seed's transaction. Refused in
+    /// production.
+    TakeOver,
+}
+
+/// An account that held a seed user's email before the seed ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingAccount {
+    /// The seed user's email.
+    pub seed_email: &'static str,
+    /// The account's email as stored (it may differ from `seed_email` in
+    /// case).
+    pub email: String,
+    /// The account's id.
+    pub id: UserId,
+}
+
+/// An existing account that [`ExistingAccounts::TakeOver`] made a seed user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TakenOver {
+    /// The account, as it was found.
+    pub account: ExistingAccount,
+    /// Its sessions deleted.
+    pub sessions_ended: usize,
+    /// Its refresh tokens revoked.
+    pub refresh_tokens_revoked: usize,
+}
+
 /// What a plain seed did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeedReport {
     /// Seed users that did not exist and were created.
     pub created: Vec<&'static str>,
-    /// Seed users that existed; their role, additional roles and language
-    /// were set (never their password or name).
-    pub updated: Vec<&'static str>,
+    /// Accounts that held a seed email and were left unchanged
+    /// ([`ExistingAccounts::Leave`]).
+    pub skipped: Vec<ExistingAccount>,
+    /// Accounts that held a seed email and were made seed users
+    /// ([`ExistingAccounts::TakeOver`]).
+    pub taken_over: Vec<TakenOver>,
     /// Users per role afterwards.
     pub counts: Vec<RoleCount>,
 }
 
+/// The row a seed user is created as, or overwritten with on a take-over.
+fn seed_row<'a>(s: &SeedUser, hash: &'a str) -> NewUserRow<'a> {
+    NewUserRow {
+        email: s.email,
+        password_hash: Some(hash),
+        display_name: s.display_name,
+        language_preference: s.language,
+        oauth_provider: "local",
+        oauth_id: None,
+        email_verified: true,
+        role: s.role.as_str(),
+        avatar_url: None,
+        additional_roles: json!(s.additional_roles),
+    }
+}
+
 /// Creates the missing seed users (local, email verified, with `password`)
-/// and, for existing ones, sets only role, additional roles and language.
-/// Runs in one transaction.
+/// in one transaction. An account that already holds a seed email is left
+/// unchanged and reported in [`SeedReport::skipped`], or, with
+/// [`ExistingAccounts::TakeOver`], made the seed user and logged out
+/// everywhere (see there). Skipped accounts are not an error: the caller
+/// decides what they mean (the CLI fails in production).
 ///
-/// Fails with [`Error::Validation`] on `password` when it is unacceptable,
-/// or with [`Error::Forbidden`] when `production` is true and the password
-/// is the development default.
-pub async fn seed(store: &PgStore, password: &str, production: bool) -> Result<SeedReport> {
+/// Fails with [`Error::Validation`] on `password` when it is unacceptable;
+/// with [`Error::Forbidden`] when `production` is true and the password is
+/// the development default, or `existing` is `TakeOver`; with
+/// [`Error::Conflict`] when an account with a seed email is registered while
+/// the seed runs. On failure nothing changes.
+pub async fn seed(
+    store: &PgStore,
+    password: &str,
+    production: bool,
+    existing: ExistingAccounts,
+) -> Result<SeedReport> {
     if production && password == DEFAULT_SEED_PASSWORD {
         return Err(Error::Forbidden {
             reason: "refusing to seed production with the default password; set SEED_PASSWORD"
                 .into(),
         });
     }
+    if existing == ExistingAccounts::TakeOver {
+        refuse_in_production(production, "take over existing accounts")?;
+    }
     let hash = store.passwords().hash(password).await?;
-    let (created, updated) = store
+    let mut report = store
         .transaction(move |conn| {
             Box::pin(async move {
-                let mut created = Vec::new();
-                let mut updated = Vec::new();
+                let mut report = SeedReport {
+                    created: Vec::new(),
+                    skipped: Vec::new(),
+                    taken_over: Vec::new(),
+                    counts: Vec::new(),
+                };
                 for s in SEED_USERS {
-                    let extra = json!(s.additional_roles);
-                    match repo::find_by_email(conn, s.email).await? {
-                        Some(user) => {
-                            repo::set_role(conn, user.id, s.role.as_str()).await?;
-                            let roles: Vec<String> =
-                                s.additional_roles.iter().map(|r| r.to_string()).collect();
-                            repo::set_additional_roles(conn, user.id, &roles).await?;
-                            repo::update_profile(
-                                conn,
-                                user.id,
-                                &crate::models::users::ProfileChanges {
-                                    language_preference: Some(s.language),
-                                    ..Default::default()
-                                },
-                            )
-                            .await?;
-                            updated.push(s.email);
-                        }
-                        None => {
-                            repo::insert(
-                                conn,
-                                &NewUserRow {
-                                    email: s.email,
-                                    password_hash: Some(&hash),
-                                    display_name: s.display_name,
-                                    language_preference: s.language,
-                                    oauth_provider: "local",
-                                    oauth_id: None,
-                                    email_verified: true,
-                                    role: s.role.as_str(),
-                                    avatar_url: None,
-                                    additional_roles: extra,
-                                },
-                            )
-                            .await?;
-                            created.push(s.email);
+                    let Some(user) = repo::find_by_email(conn, s.email).await? else {
+                        repo::insert(conn, &seed_row(&s, &hash)).await?;
+                        report.created.push(s.email);
+                        continue;
+                    };
+                    let account = ExistingAccount {
+                        seed_email: s.email,
+                        email: user.email,
+                        id: user.id,
+                    };
+                    match existing {
+                        ExistingAccounts::Leave => report.skipped.push(account),
+                        ExistingAccounts::TakeOver => {
+                            report
+                                .taken_over
+                                .push(take_over(conn, &s, account, &hash).await?);
                         }
                     }
                 }
-                Ok((created, updated))
+                Ok(report)
             })
         })
         .await?;
-    let counts = role_counts(store).await?;
-    Ok(SeedReport {
-        created,
-        updated,
-        counts,
+    report.counts = role_counts(store).await?;
+    Ok(report)
+}
+
+/// Makes `account` the seed user `s` and ends every way in that it held
+/// before: whoever registered the address must not keep a login, a refresh
+/// token, a reset link or an OAuth identity into the raised account.
+async fn take_over(
+    conn: &mut AsyncPgConnection,
+    s: &SeedUser,
+    account: ExistingAccount,
+    hash: &str,
+) -> Result<TakenOver> {
+    repo::overwrite(conn, account.id, &seed_row(s, hash)).await?;
+    let sessions_ended = crate::repo::sessions::delete_all_of_user(conn, account.id).await?;
+    let refresh_tokens_revoked =
+        crate::repo::refresh_tokens::revoke_all_of_user(conn, account.id).await?;
+    // No request has the nil id, so this ends every pending reset.
+    crate::repo::password_resets::expire_others_of_user(conn, account.id, Uuid::nil()).await?;
+    Ok(TakenOver {
+        account,
+        sessions_ended,
+        refresh_tokens_revoked,
     })
 }
 
@@ -201,4 +281,22 @@ pub async fn clear_users(store: &PgStore, production: bool) -> Result<usize> {
     store
         .transaction(|conn| Box::pin(repo::delete_all_but_superadmins(conn)))
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_emails_are_stored_normalised() {
+        // The lookup that finds an existing account compares lower(email)
+        // with the seed email as given: a seed email that normalisation
+        // would change could miss its twin and create a second account.
+        for s in SEED_USERS {
+            assert_eq!(
+                crate::validate::email(s.email).ok().as_deref(),
+                Some(s.email)
+            );
+        }
+    }
 }

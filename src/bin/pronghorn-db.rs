@@ -35,10 +35,11 @@ enum Command {
         #[command(subcommand)]
         action: Option<MigrateAction>,
     },
-    /// Create the template's four development users (missing ones only;
-    /// existing ones get their role, additional roles and language), then
+    /// Create the template's four development users where missing, then
     /// print the users per role. The password is SEED_PASSWORD, or the
-    /// development default (refused in production).
+    /// development default (refused in production). An account that already
+    /// holds a seed email (in any case) is left unchanged and named on
+    /// stderr; in production that makes the command exit 1.
     Seed(SeedArgs),
 }
 
@@ -51,6 +52,12 @@ struct SeedArgs {
     /// Delete every user that is not a superadmin (refused in production).
     #[arg(long)]
     clear_users: bool,
+    /// Make accounts that already hold a seed email the seed users: set
+    /// their role and fields, set their password to the seed password, and
+    /// end their sessions, refresh tokens and password resets (refused in
+    /// production).
+    #[arg(long)]
+    take_over_existing: bool,
 }
 
 #[derive(Subcommand)]
@@ -160,12 +167,20 @@ async fn seed_cmd(store: &PgStore, args: SeedArgs) -> Result<(), Failure> {
         }
         println!("{} password(s) reset.", reset.len());
     } else {
-        let report = seed::seed(store, &password, production).await?;
+        let existing = if args.take_over_existing {
+            seed::ExistingAccounts::TakeOver
+        } else {
+            seed::ExistingAccounts::Leave
+        };
+        let report = seed::seed(store, &password, production, existing).await?;
         for email in &report.created {
             println!("Created  {email}");
         }
-        for email in &report.updated {
-            println!("Updated  {email}");
+        for t in &report.taken_over {
+            println!(
+                "Took over  {} (id {}): {} session(s) ended, {} refresh token(s) revoked",
+                t.account.email, t.account.id, t.sessions_ended, t.refresh_tokens_revoked
+            );
         }
         println!("Users by role:");
         for c in &report.counts {
@@ -174,6 +189,21 @@ async fn seed_cmd(store: &PgStore, args: SeedArgs) -> Result<(), Failure> {
                 c.role.as_deref().unwrap_or("(none)"),
                 c.count
             );
+        }
+        for a in &report.skipped {
+            eprintln!(
+                "warning: {} already belongs to an existing account ({}, id {}); left unchanged \
+                 (--take-over-existing makes it the seed user)",
+                a.seed_email, a.email, a.id
+            );
+        }
+        // Someone else may own such an account, so a production deploy that
+        // expected fresh seed users must not pass as successful.
+        if production && !report.skipped.is_empty() {
+            return Err(Failure(format!(
+                "{} seed account(s) already existed and were left unchanged",
+                report.skipped.len()
+            )));
         }
     }
     Ok(())

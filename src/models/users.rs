@@ -255,13 +255,19 @@ mod tests {
     }
 }
 
-/// A new row of `users`, as the repository inserts it.
+/// A new row of `users`, as the repository inserts it; also the full set of
+/// columns that [`crate::repo::users::overwrite`] replaces.
 ///
 /// Every column is given explicitly (no `None` falls back to a column
-/// default), so every insert has the same SQL text and reuses one prepared
-/// statement. `Debug` never shows the password hash.
-#[derive(Clone, diesel::Insertable)]
-#[diesel(table_name = users, treat_none_as_default_value = false)]
+/// default, and as a changeset `None` writes NULL), so every insert has the
+/// same SQL text and reuses one prepared statement. `Debug` never shows the
+/// password hash.
+#[derive(Clone, diesel::Insertable, diesel::AsChangeset)]
+#[diesel(
+    table_name = users,
+    treat_none_as_default_value = false,
+    treat_none_as_null = true
+)]
 pub struct NewUserRow<'a> {
     /// Normalised (trimmed, lower-case) email.
     pub email: &'a str,

@@ -11,6 +11,7 @@
 
 use super::cache_by_sql::KeepPrepared;
 use crate::error::Result;
+use crate::models::UserId;
 use crate::schema::session;
 use chrono::{DateTime, Utc};
 use diesel::dsl::now;
@@ -117,4 +118,23 @@ pub async fn delete_expired(conn: &mut AsyncPgConnection) -> Result<usize> {
             .execute(conn)
             .await?,
     )
+}
+
+/// Deletes every session of `user`: the rows whose `sess->>'userId'` is the
+/// user's id, live or expired (the key the template's login writes). Returns
+/// how many.
+///
+/// `sess` is `json` and has no index on the key, so this scans the table:
+/// meant for rare administrative calls (ending a taken-over account's
+/// logins), not for request paths.
+pub async fn delete_all_of_user(conn: &mut AsyncPgConnection, user: UserId) -> Result<usize> {
+    Ok(diesel::delete(
+        session::table.filter(
+            session::sess
+                .retrieve_as_text("userId")
+                .eq(user.0.to_string()),
+        ),
+    )
+    .execute(conn)
+    .await?)
 }

@@ -68,6 +68,25 @@ pub async fn insert(conn: &mut AsyncPgConnection, row: &NewUserRow<'_>) -> Resul
         .await?)
 }
 
+/// Replaces every column `row` names (email, password hash, name, language,
+/// OAuth identity, verification, role, avatar, additional roles) of the user
+/// `id`, `None` writing NULL, and returns the row. Id, creation time, login
+/// and block state stay. Fails with [`Error::NotFound`], or with
+/// [`Error::Conflict`] on `users_email_key` when the email is another user's.
+pub async fn overwrite(
+    conn: &mut AsyncPgConnection,
+    id: UserId,
+    row: &NewUserRow<'_>,
+) -> Result<User> {
+    diesel::update(users::table.find(id))
+        .set(row)
+        .returning(User::columns())
+        .get_result(conn)
+        .await
+        .optional()?
+        .ok_or_else(not_found)
+}
+
 /// The user with this id. Fails with [`Error::NotFound`].
 pub async fn find_by_id(conn: &mut AsyncPgConnection, id: UserId) -> Result<User> {
     users::table
