@@ -7,8 +7,11 @@ mod common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::TestDb;
-use pronghorn_db::{DisabledStore, Error, SessionCookie, SessionData, SessionStore, StoredSession};
+use pronghorn_db::{
+    DisabledStore, Error, SessionCookie, SessionData, SessionStore, StoredSession, UserId,
+};
 use serde_json::json;
+use uuid::Uuid;
 
 /// connect-pg-simple's `set` (v7 and later), verbatim but for the table
 /// name; node-postgres sends the session object as its JSON text.
@@ -397,4 +400,146 @@ async fn session_data_is_not_printed() {
     let shown = format!("{data:?}");
     assert!(shown.contains("passport"), "{shown}");
     assert!(!shown.contains("a11ce"), "{shown}");
+}
+
+// ---- ending a user's sessions ------------------------------------------------
+
+/// Every session id in the table, sorted.
+async fn sids(db: &TestDb) -> Vec<String> {
+    db.client()
+        .await
+        .query("SELECT sid FROM \"session\" ORDER BY sid", &[])
+        .await
+        .expect("sids")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn deleting_a_users_sessions_matches_its_user_id_and_nothing_else() {
+    let db = TestDb::migrated().await;
+    let store = db.store().await;
+    let ann = UserId(Uuid::new_v4());
+    let bob = UserId(Uuid::new_v4());
+    let (a, b) = (ann.to_string(), bob.to_string());
+    let upper = a.to_uppercase();
+    // `sess` text exactly as stored: `json` keeps it, duplicate keys too.
+    let rows = [
+        (
+            "ann-live",
+            format!(r#"{{"cookie":{{"path":"/"}},"userId":"{a}"}}"#),
+            "1 hour",
+        ),
+        ("ann-expired", format!(r#"{{"userId":"{a}"}}"#), "-1 hour"),
+        (
+            "ann-last-of-two",
+            format!(r#"{{"userId":"{b}","userId":"{a}"}}"#),
+            "1 hour",
+        ),
+        ("bob", format!(r#"{{"userId":"{b}"}}"#), "1 hour"),
+        (
+            "first-of-two",
+            format!(r#"{{"userId":"{a}","userId":"{b}"}}"#),
+            "1 hour",
+        ),
+        ("upper-case", format!(r#"{{"userId":"{upper}"}}"#), "1 hour"),
+        (
+            "nested",
+            format!(r#"{{"passport":{{"user":"{a}"}}}}"#),
+            "1 hour",
+        ),
+        (
+            "object-id",
+            format!(r#"{{"userId":{{"id":"{a}"}}}}"#),
+            "1 hour",
+        ),
+        ("in-array", format!(r#"[{{"userId":"{a}"}}]"#), "1 hour"),
+        ("string", format!(r#""{a}""#), "1 hour"),
+        ("null", "null".to_owned(), "1 hour"),
+        ("number-id", r#"{"userId":42}"#.to_owned(), "1 hour"),
+        (
+            "anonymous",
+            r#"{"cookie":{"path":"/"}}"#.to_owned(),
+            "1 hour",
+        ),
+    ];
+    let client = db.client().await;
+    for (sid, sess, ttl) in &rows {
+        client
+            .execute(
+                "INSERT INTO \"session\" (sid, sess, expire) \
+                 VALUES ($1, $2::text::json, (now() + $3::text::interval)::timestamp)",
+                &[sid, sess, ttl],
+            )
+            .await
+            .expect("insert");
+    }
+    // The app reads the last of duplicate keys, as `->>` does.
+    let read = store
+        .get_session("ann-last-of-two")
+        .await
+        .expect("get")
+        .expect("live");
+    assert_eq!(read.data.fields["userId"], json!(a));
+
+    let mut conn = store.conn().await.expect("conn");
+    let deleted = pronghorn_db::repo::sessions::delete_all_of_user(&mut conn, ann)
+        .await
+        .expect("delete");
+    assert_eq!(deleted, 3);
+    let mut left: Vec<&str> = rows
+        .iter()
+        .map(|(sid, _, _)| *sid)
+        .filter(|sid| !sid.starts_with("ann-"))
+        .collect();
+    left.sort_unstable();
+    assert_eq!(sids(&db).await, left);
+    let again = pronghorn_db::repo::sessions::delete_all_of_user(&mut conn, ann)
+        .await
+        .expect("delete again");
+    assert_eq!(again, 0);
+}
+
+#[derive(diesel::QueryableByName)]
+struct Statement {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    statement: String,
+}
+
+#[tokio::test]
+async fn deleting_a_users_sessions_uses_the_user_id_index_even_in_a_generic_plan() {
+    let db = TestDb::migrated().await;
+    let store = db.one_connection_store().await;
+    let mut conn = store.conn().await.expect("conn");
+    pronghorn_db::repo::sessions::delete_all_of_user(&mut conn, UserId(Uuid::new_v4()))
+        .await
+        .expect("delete");
+    // The statement exactly as the repository sent it, kept prepared.
+    use diesel_async::RunQueryDsl;
+    let kept: Vec<Statement> = diesel::sql_query(
+        "SELECT statement FROM pg_prepared_statements WHERE statement LIKE 'DELETE FROM \"session\"%'",
+    )
+    .load(&mut *conn)
+    .await
+    .expect("pg_prepared_statements");
+    assert_eq!(kept.len(), 1);
+    let client = db.client().await;
+    client
+        .batch_execute(&format!(
+            "SET enable_seqscan = off; SET plan_cache_mode = force_generic_plan; \
+             PREPARE by_user AS {}",
+            kept[0].statement
+        ))
+        .await
+        .expect("prepare");
+    let plan: Vec<String> = client
+        .query("EXPLAIN EXECUTE by_user('x')", &[])
+        .await
+        .expect("explain")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("idx_session_user_id"), "{plan}");
 }

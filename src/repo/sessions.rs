@@ -11,9 +11,10 @@
 
 use super::cache_by_sql::KeepPrepared;
 use crate::error::Result;
+use crate::models::UserId;
 use crate::schema::session;
 use chrono::{DateTime, Utc};
-use diesel::dsl::now;
+use diesel::dsl::{now, sql};
 use diesel::prelude::*;
 use diesel::sql_types::{Text, Timestamp, Timestamptz};
 use diesel::upsert::excluded;
@@ -107,6 +108,25 @@ pub async fn delete(conn: &mut AsyncPgConnection, sid: &str) -> Result<bool> {
         .execute(conn)
         .await?;
     Ok(n == 1)
+}
+
+/// Deletes every session, live or expired, whose `sess` is an object with a
+/// `userId` equal to the user's id as text (lowercase and hyphenated, as the
+/// store and `uuid::Uuid`'s `Display` write it); returns how many. Sessions
+/// that are not objects, have no `userId`, or hold another value are left
+/// alone.
+///
+/// The key is SQL text, not a bind parameter, so that the statement matches
+/// the partial index `idx_session_user_id` on `(sess ->> 'userId')` in its
+/// generic plan too.
+pub async fn delete_all_of_user(conn: &mut AsyncPgConnection, user: UserId) -> Result<usize> {
+    let user_id = session::sess.retrieve_as_text(sql::<Text>("'userId'"));
+    Ok(
+        diesel::delete(session::table.filter(user_id.eq(user.0.to_string())))
+            .keep_prepared()
+            .execute(conn)
+            .await?,
+    )
 }
 
 /// Deletes every expired session (`expire < now()`, through
