@@ -383,6 +383,10 @@ async fn a_full_journey_through_the_example() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["role"], "admin");
+    // Granted under the old role, alice's session ended with it.
+    let (status, _, _) = call(&s, M::GET, "/auth/me", None, Some(&alice_sid)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (alice_sid, _) = login(&s, "alice@example.com", "brand-new-pass-1").await;
     let (status, audit, _) = call(
         &s,
         M::GET,
@@ -416,12 +420,21 @@ async fn a_full_journey_through_the_example() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body, _) = call(&s, M::GET, "/auth/me", None, Some(&alice_sid)).await;
+    let (status, _, _) = call(&s, M::GET, "/auth/me", None, Some(&alice_sid)).await;
     assert_eq!(
         status,
-        StatusCode::FORBIDDEN,
-        "a blocked user's session stops working"
+        StatusCode::UNAUTHORIZED,
+        "a blocked user's session ends"
     );
+    let (status, body, _) = call(
+        &s,
+        M::POST,
+        "/auth/login",
+        Some(json!({"email": "alice@example.com", "password": "brand-new-pass-1"})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["error"]["code"], "account_blocked");
     let (status, _, _) = call(
         &s,
@@ -432,6 +445,7 @@ async fn a_full_journey_through_the_example() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
+    let (alice_sid, _) = login(&s, "alice@example.com", "brand-new-pass-1").await;
     let (status, resets, _) = call(
         &s,
         M::GET,
