@@ -61,7 +61,7 @@ pub use repo::users::UserFilter;
 pub use store::conversations::{NewConversation, NewMessage, TokenUsage};
 pub use store::password_resets::{ResetDelivery, ResetPolicy, ResetRequested};
 pub use store::replicas::ReplicaStatus;
-pub use store::sessions::{CookieSigner, SessionCookie, SessionData, StoredSession};
+pub use store::sessions::{CookieSigner, EndedSessions, SessionCookie, SessionData, StoredSession};
 pub use store::tokens::IssuedRefreshToken;
 pub use store::users::{NewLocalUser, NewOAuthUser, ProfileUpdate, RequestMeta, RoleCount};
 pub use store::websocket::NewWebsocketConnection;

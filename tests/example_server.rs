@@ -5,11 +5,12 @@ mod common;
 mod example;
 
 use common::TestDb;
-use example::{call, login, serve, Outbox, M};
+use example::{call, login, serve, Outbox, Server, M};
 use pronghorn_db::{DisabledStore, NewLocalUser, Role, Store};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::sync::Arc;
+use std::time::Instant;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_journey_through_the_example() {
@@ -280,6 +281,10 @@ async fn a_full_journey_through_the_example() {
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["role"], "admin");
+    // Granted under the old role, alice's session ended with it.
+    let (status, _, _) = call(&s, M::GET, "/auth/me", None, Some(&alice_sid)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (alice_sid, _) = login(&s, "alice@example.com", "brand-new-pass-1").await;
     let (status, audit, _) = call(
         &s,
         M::GET,
@@ -313,12 +318,21 @@ async fn a_full_journey_through_the_example() {
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let (status, body, _) = call(&s, M::GET, "/auth/me", None, Some(&alice_sid)).await;
+    let (status, _, _) = call(&s, M::GET, "/auth/me", None, Some(&alice_sid)).await;
     assert_eq!(
         status,
-        StatusCode::FORBIDDEN,
-        "a blocked user's session stops working"
+        StatusCode::UNAUTHORIZED,
+        "a blocked user's session ends"
     );
+    let (status, body, _) = call(
+        &s,
+        M::POST,
+        "/auth/login",
+        Some(json!({"email": "alice@example.com", "password": "brand-new-pass-1"})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["error"]["code"], "account_blocked");
     let (status, _, _) = call(
         &s,
@@ -329,6 +343,7 @@ async fn a_full_journey_through_the_example() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
+    let (alice_sid, _) = login(&s, "alice@example.com", "brand-new-pass-1").await;
     let (status, resets, _) = call(
         &s,
         M::GET,
@@ -364,6 +379,327 @@ async fn a_full_journey_through_the_example() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
+// ---- stolen session cookies (issue 16) ---------------------------------------
+
+/// Makes an account through the store; returns its id.
+async fn account(store: &Arc<dyn Store>, email: &str, password: &str, role: Role) -> String {
+    let mut new = NewLocalUser::new(email, password, email);
+    new.role = role;
+    store
+        .create_user(new)
+        .await
+        .expect("account")
+        .id
+        .to_string()
+}
+
+/// What `/auth/me` answers to this cookie.
+async fn me_status(s: &Server, cookie: &str) -> StatusCode {
+    call(s, M::GET, "/auth/me", None, Some(cookie)).await.0
+}
+
+/// Waits for the reset email the app sends to `email` (it sends it after
+/// answering) and returns its token.
+async fn reset_token_sent_to(outbox: &Outbox, email: &str) -> String {
+    let waited = Instant::now();
+    loop {
+        let sent = outbox
+            .0
+            .lock()
+            .expect("outbox")
+            .iter()
+            .rev()
+            .find(|(to, _)| to == email)
+            .map(|(_, token)| token.clone());
+        if let Some(token) = sent {
+            return token;
+        }
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(10),
+            "no email was sent to {email}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// How many `session` rows name this user.
+async fn session_rows_of(db: &TestDb, user: &str) -> i64 {
+    db.client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM \"session\" WHERE sess ->> 'userId' = $1",
+            &[&user],
+        )
+        .await
+        .expect("count sessions")
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_reset_ends_every_session_a_stolen_cookie_could_use() {
+    let db = TestDb::migrated().await;
+    let store: Arc<dyn Store> = Arc::new(db.store().await);
+    let outbox = Arc::new(Outbox::default());
+    let s = serve(store.clone(), outbox.clone()).await;
+    account(&store, "ann@example.com", "ann-password-1", Role::User).await;
+    account(&store, "bob@example.com", "bob-password-1", Role::User).await;
+    let (victim, refresh) = login(&s, "ann@example.com", "ann-password-1").await;
+    let (stolen, _) = login(&s, "ann@example.com", "ann-password-1").await;
+    let (bob, _) = login(&s, "bob@example.com", "bob-password-1").await;
+    for cookie in [&victim, &stolen, &bob] {
+        assert_eq!(me_status(&s, cookie).await, StatusCode::OK);
+    }
+
+    let (status, _, _) = call(
+        &s,
+        M::POST,
+        "/auth/password-reset",
+        Some(json!({"email": "ann@example.com"})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let token = reset_token_sent_to(&outbox, "ann@example.com").await;
+    let (status, body, _) = call(
+        &s,
+        M::POST,
+        "/auth/password-reset/confirm",
+        Some(json!({"resetToken": token, "newPassword": "ann-password-2", "confirmPassword": "ann-password-2"})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    for cookie in [&victim, &stolen] {
+        assert_eq!(me_status(&s, cookie).await, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _, _) = call(
+        &s,
+        M::POST,
+        "/auth/refresh",
+        Some(json!({"refreshToken": refresh})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(me_status(&s, &bob).await, StatusCode::OK, "bob is not ann");
+    let (fresh, _) = login(&s, "ann@example.com", "ann-password-2").await;
+    assert_eq!(me_status(&s, &fresh).await, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_ends_every_session_and_a_refused_one_none() {
+    let db = TestDb::migrated().await;
+    let store: Arc<dyn Store> = Arc::new(db.store().await);
+    let s = serve(store.clone(), Arc::new(Outbox::default())).await;
+    account(&store, "ann@example.com", "ann-password-1", Role::User).await;
+    account(&store, "bob@example.com", "bob-password-1", Role::User).await;
+    let (here, refresh) = login(&s, "ann@example.com", "ann-password-1").await;
+    let (stolen, _) = login(&s, "ann@example.com", "ann-password-1").await;
+    let (bob, _) = login(&s, "bob@example.com", "bob-password-1").await;
+
+    // A wrong current password changes nothing and ends nothing.
+    let (status, body, _) = call(
+        &s,
+        M::PUT,
+        "/users/password",
+        Some(json!({"currentPassword": "not-her-password", "newPassword": "ann-password-2"})),
+        Some(&here),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_credentials");
+    for cookie in [&here, &stolen] {
+        assert_eq!(me_status(&s, cookie).await, StatusCode::OK);
+    }
+
+    let (status, body, cleared) = call(
+        &s,
+        M::PUT,
+        "/users/password",
+        Some(json!({"currentPassword": "ann-password-1", "newPassword": "ann-password-2"})),
+        Some(&here),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(cleared.unwrap_or_default().contains("Max-Age=0"));
+    for cookie in [&here, &stolen] {
+        assert_eq!(me_status(&s, cookie).await, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _, _) = call(
+        &s,
+        M::POST,
+        "/auth/refresh",
+        Some(json!({"refreshToken": refresh})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(me_status(&s, &bob).await, StatusCode::OK);
+    let (fresh, _) = login(&s, "ann@example.com", "ann-password-2").await;
+    assert_eq!(me_status(&s, &fresh).await, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_changes_blocks_and_deletions_end_the_targets_sessions_not_the_admins() {
+    let db = TestDb::migrated().await;
+    let store: Arc<dyn Store> = Arc::new(db.store().await);
+    let s = serve(store.clone(), Arc::new(Outbox::default())).await;
+    let root_id = account(
+        &store,
+        "root@example.com",
+        "root-password-1",
+        Role::Superadmin,
+    )
+    .await;
+    account(&store, "boss@example.com", "boss-password-1", Role::Admin).await;
+    let (root, _) = login(&s, "root@example.com", "root-password-1").await;
+    let (boss, _) = login(&s, "boss@example.com", "boss-password-1").await;
+    let two_logins = |email: &'static str| {
+        let s = &s;
+        async move {
+            let (a, _) = login(s, email, "user-password-1").await;
+            let (b, _) = login(s, email, "user-password-1").await;
+            [a, b]
+        }
+    };
+
+    // Refused: an admin cannot block a superadmin; nobody's session ends.
+    let (status, _, _) = call(
+        &s,
+        M::POST,
+        &format!("/users/{root_id}/block"),
+        Some(json!({"reason": "no"})),
+        Some(&boss),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(me_status(&s, &root).await, StatusCode::OK);
+
+    let cat = account(&store, "cat@example.com", "user-password-1", Role::User).await;
+    let cats = two_logins("cat@example.com").await;
+    let (status, body, _) = call(
+        &s,
+        M::PUT,
+        &format!("/users/{cat}/role"),
+        Some(json!({"role": "admin"})),
+        Some(&root),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for cookie in &cats {
+        assert_eq!(
+            me_status(&s, cookie).await,
+            StatusCode::UNAUTHORIZED,
+            "role change"
+        );
+    }
+    assert_eq!(me_status(&s, &root).await, StatusCode::OK);
+
+    let dan = account(&store, "dan@example.com", "user-password-1", Role::User).await;
+    let dans = two_logins("dan@example.com").await;
+    let (status, body, _) = call(
+        &s,
+        M::POST,
+        &format!("/users/{dan}/block"),
+        Some(json!({"reason": "stolen cookies"})),
+        Some(&boss),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for cookie in &dans {
+        assert_eq!(
+            me_status(&s, cookie).await,
+            StatusCode::UNAUTHORIZED,
+            "block"
+        );
+    }
+    assert_eq!(session_rows_of(&db, &dan).await, 0);
+    // Unblocked, the old cookies stay dead.
+    let (status, _, _) = call(
+        &s,
+        M::POST,
+        &format!("/users/{dan}/unblock"),
+        None,
+        Some(&boss),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    for cookie in &dans {
+        assert_eq!(
+            me_status(&s, cookie).await,
+            StatusCode::UNAUTHORIZED,
+            "unblock"
+        );
+    }
+    assert_eq!(me_status(&s, &boss).await, StatusCode::OK);
+
+    let eve = account(&store, "eve@example.com", "user-password-1", Role::User).await;
+    let eves = two_logins("eve@example.com").await;
+    let (status, body, _) = call(&s, M::DELETE, &format!("/users/{eve}"), None, Some(&root)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    for cookie in &eves {
+        assert_eq!(
+            me_status(&s, cookie).await,
+            StatusCode::UNAUTHORIZED,
+            "delete"
+        );
+    }
+    assert_eq!(session_rows_of(&db, &eve).await, 0);
+
+    let fay = account(&store, "fay@example.com", "user-password-1", Role::User).await;
+    let fays = two_logins("fay@example.com").await;
+    let (status, _, _) = call(&s, M::DELETE, "/users/me", None, Some(&fays[0])).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    for cookie in &fays {
+        assert_eq!(
+            me_status(&s, cookie).await,
+            StatusCode::UNAUTHORIZED,
+            "self-delete"
+        );
+    }
+    assert_eq!(session_rows_of(&db, &fay).await, 0);
+
+    for cookie in [&root, &boss] {
+        assert_eq!(me_status(&s, cookie).await, StatusCode::OK);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logging_out_everywhere_ends_every_session_and_refresh_token() {
+    let db = TestDb::migrated().await;
+    let store: Arc<dyn Store> = Arc::new(db.store().await);
+    let s = serve(store.clone(), Arc::new(Outbox::default())).await;
+    account(&store, "ann@example.com", "ann-password-1", Role::User).await;
+    account(&store, "bob@example.com", "bob-password-1", Role::User).await;
+    let (phone, phone_refresh) = login(&s, "ann@example.com", "ann-password-1").await;
+    let (laptop, laptop_refresh) = login(&s, "ann@example.com", "ann-password-1").await;
+    let (bob, _) = login(&s, "bob@example.com", "bob-password-1").await;
+
+    let (status, _, _) = call(&s, M::POST, "/auth/logout-all", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body, cleared) = call(&s, M::POST, "/auth/logout-all", None, Some(&phone)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["sessionsEnded"], 2, "{body}");
+    assert_eq!(body["refreshTokensRevoked"], 2, "{body}");
+    assert!(cleared.unwrap_or_default().contains("Max-Age=0"));
+    for cookie in [&phone, &laptop] {
+        assert_eq!(me_status(&s, cookie).await, StatusCode::UNAUTHORIZED);
+    }
+    for refresh in [phone_refresh, laptop_refresh] {
+        let (status, _, _) = call(
+            &s,
+            M::POST,
+            "/auth/refresh",
+            Some(json!({"refreshToken": refresh})),
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(me_status(&s, &bob).await, StatusCode::OK);
+}
+
 #[tokio::test]
 async fn with_the_database_disabled_every_data_route_answers_503() {
     let store: Arc<dyn Store> = Arc::new(DisabledStore::new("test"));
@@ -393,6 +729,7 @@ async fn with_the_database_disabled_every_data_route_answers_503() {
         ),
         (M::GET, "/auth/me".into(), None),
         (M::POST, "/auth/logout".into(), None),
+        (M::POST, "/auth/logout-all".into(), None),
         (
             M::POST,
             "/auth/password-reset".into(),
@@ -407,6 +744,7 @@ async fn with_the_database_disabled_every_data_route_answers_503() {
         ),
         (M::GET, "/users/profile".into(), None),
         (M::GET, "/users".into(), None),
+        (M::DELETE, format!("/users/{id}"), None),
         (
             M::PUT,
             format!("/users/{id}/role"),
@@ -421,7 +759,14 @@ async fn with_the_database_disabled_every_data_route_answers_503() {
         (M::GET, format!("/conversations/{id}/messages"), None),
     ];
     for (method, path, body) in cases {
-        let (status, answer, _) = call(&s, method.clone(), &path, body, Some("some-session")).await;
+        let (status, answer, _) = call(
+            &s,
+            method.clone(),
+            &path,
+            body,
+            Some("pronghorn.sid=some-session"),
+        )
+        .await;
         assert_eq!(
             status,
             StatusCode::SERVICE_UNAVAILABLE,

@@ -14,7 +14,8 @@ use pronghorn_db::token::Token;
 use pronghorn_db::views::ResetStatus;
 use pronghorn_db::{
     AuditStore, DisabledStore, Error, PasswordResetStore, PgStore, RefreshTokenStore, ResetPolicy,
-    ResetRequested, TokenProblem, User, UserId, UserStore,
+    ResetRequested, SessionCookie, SessionData, SessionStore, TokenProblem, User, UserId,
+    UserStore,
 };
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -342,6 +343,12 @@ async fn redeeming_a_token_sets_the_password_and_revokes_sessions_in_one_go() {
         .issue_refresh_token(bob.id, Duration::days(7))
         .await
         .expect("issue");
+    for (sid, owner) in [("ann-1", ann.id), ("ann-2", ann.id), ("bob-1", bob.id)] {
+        let mut data = SessionData::new(SessionCookie::with_max_age(Duration::hours(1)));
+        data.fields
+            .insert("userId".into(), serde_json::json!(owner));
+        store.set_session(sid, &data).await.expect("log in");
+    }
     let earlier = token_for(&store, "ann@example.test").await;
     let token = token_for(&store, "ann@example.test").await;
     let bobs_reset = token_for(&store, "bob@example.test").await;
@@ -385,13 +392,23 @@ async fn redeeming_a_token_sets_the_password_and_revokes_sessions_in_one_go() {
         TokenProblem::Expired
     );
 
-    // Every refresh token of the account is revoked; other accounts keep theirs.
+    // Every session and refresh token of the account is ended; other
+    // accounts keep theirs.
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM \"session\" WHERE sid LIKE 'ann-%'"
+        )
+        .await,
+        0
+    );
     for t in [&refresh_a.token, &refresh_b.token] {
         assert_eq!(
             rejected(store.verify_refresh_token(t.expose()).await),
             TokenProblem::Revoked
         );
     }
+    assert!(store.get_session("bob-1").await.expect("get").is_some());
     store
         .verify_refresh_token(bobs_refresh.token.expose())
         .await

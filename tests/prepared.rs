@@ -169,6 +169,7 @@ async fn updates_and_upserts_are_prepared_once_per_connection() {
         "UPDATE \"conversations\" SET \"title\"",
         "INSERT INTO \"session\"",
         "UPDATE \"session\" SET \"expire\"",
+        "DELETE FROM \"session\" WHERE",
         "INSERT INTO \"websocket_connections\"",
         "UPDATE \"websocket_connections\" SET \"message_count\"",
         "UPDATE \"websocket_connections\" SET \"metadata\"",

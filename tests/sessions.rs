@@ -1,14 +1,21 @@
 //! Sessions in the connect-pg-simple layout through the store, against a
 //! real PostgreSQL: rows written the way connect-pg-simple writes them are
 //! read and touched by the store, and rows the store writes are read by
-//! connect-pg-simple's own queries.
+//! connect-pg-simple's own queries. Changes that must log a user out (a new
+//! password, a block, a deletion, a new role, "log out everywhere") delete
+//! that user's sessions, and only in the change's own transaction.
 
 mod common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::TestDb;
-use pronghorn_db::{DisabledStore, Error, SessionCookie, SessionData, SessionStore, StoredSession};
+use pronghorn_db::{
+    DisabledStore, EndedSessions, Error, NewLocalUser, PasswordResetStore, PgStore,
+    RefreshTokenStore, RequestMeta, ResetPolicy, Role, SessionCookie, SessionData, SessionStore,
+    StoredSession, TokenProblem, User, UserId, UserStore,
+};
 use serde_json::json;
+use uuid::Uuid;
 
 /// connect-pg-simple's `set` (v7 and later), verbatim but for the table
 /// name; node-postgres sends the session object as its JSON text.
@@ -389,6 +396,10 @@ async fn the_disabled_store_stores_no_session() {
         store.delete_expired_sessions().await,
         Err(Error::Disabled)
     ));
+    assert!(matches!(
+        store.end_all_sessions(UserId(Uuid::new_v4())).await,
+        Err(Error::Disabled)
+    ));
 }
 
 #[tokio::test]
@@ -397,4 +408,411 @@ async fn session_data_is_not_printed() {
     let shown = format!("{data:?}");
     assert!(shown.contains("passport"), "{shown}");
     assert!(!shown.contains("a11ce"), "{shown}");
+}
+
+// ---- ending a user's sessions ------------------------------------------------
+
+const PW: &str = "correct horse battery";
+const NEW_PW: &str = "new staple password";
+
+async fn user(store: &PgStore, email: &str, role: Role) -> User {
+    let mut new = NewLocalUser::new(email, PW, format!("Name of {email}"));
+    new.role = role;
+    store.create_user(new).await.expect("create user")
+}
+
+/// Stores the session `sid` logged in as `user`, as the example server
+/// does (`"userId": "<uuid>"`).
+async fn log_in(store: &PgStore, sid: &str, user: UserId) {
+    let mut data = app_session(Duration::hours(1));
+    data.fields.insert("userId".into(), json!(user));
+    store.set_session(sid, &data).await.expect("set session");
+}
+
+/// Every session id in the table, sorted.
+async fn sids(db: &TestDb) -> Vec<String> {
+    db.client()
+        .await
+        .query("SELECT sid FROM \"session\" ORDER BY sid", &[])
+        .await
+        .expect("sids")
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+async fn sessions_of(db: &TestDb, user: UserId) -> i64 {
+    db.client()
+        .await
+        .query_one(
+            "SELECT count(*) FROM \"session\" WHERE sess ->> 'userId' = $1",
+            &[&user.to_string()],
+        )
+        .await
+        .expect("count")
+        .get(0)
+}
+
+async fn live_refresh(store: &PgStore, token: &pronghorn_db::Token) -> bool {
+    match store.verify_refresh_token(token.expose()).await {
+        Ok(_) => true,
+        Err(Error::TokenRejected {
+            problem: TokenProblem::Revoked,
+        }) => false,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_users_sessions_matches_its_user_id_and_nothing_else() {
+    let db = TestDb::migrated().await;
+    let store = db.store().await;
+    let ann = UserId(Uuid::new_v4());
+    let bob = UserId(Uuid::new_v4());
+    let (a, b) = (ann.to_string(), bob.to_string());
+    let upper = a.to_uppercase();
+    // `sess` text exactly as stored: `json` keeps it, duplicate keys too.
+    let rows = [
+        (
+            "ann-live",
+            format!(r#"{{"cookie":{{"path":"/"}},"userId":"{a}"}}"#),
+            "1 hour",
+        ),
+        ("ann-expired", format!(r#"{{"userId":"{a}"}}"#), "-1 hour"),
+        (
+            "ann-last-of-two",
+            format!(r#"{{"userId":"{b}","userId":"{a}"}}"#),
+            "1 hour",
+        ),
+        ("bob", format!(r#"{{"userId":"{b}"}}"#), "1 hour"),
+        (
+            "first-of-two",
+            format!(r#"{{"userId":"{a}","userId":"{b}"}}"#),
+            "1 hour",
+        ),
+        ("upper-case", format!(r#"{{"userId":"{upper}"}}"#), "1 hour"),
+        (
+            "nested",
+            format!(r#"{{"passport":{{"user":"{a}"}}}}"#),
+            "1 hour",
+        ),
+        (
+            "object-id",
+            format!(r#"{{"userId":{{"id":"{a}"}}}}"#),
+            "1 hour",
+        ),
+        ("in-array", format!(r#"[{{"userId":"{a}"}}]"#), "1 hour"),
+        ("string", format!(r#""{a}""#), "1 hour"),
+        ("null", "null".to_owned(), "1 hour"),
+        ("number-id", r#"{"userId":42}"#.to_owned(), "1 hour"),
+        (
+            "anonymous",
+            r#"{"cookie":{"path":"/"}}"#.to_owned(),
+            "1 hour",
+        ),
+    ];
+    let client = db.client().await;
+    for (sid, sess, ttl) in &rows {
+        client
+            .execute(
+                "INSERT INTO \"session\" (sid, sess, expire) \
+                 VALUES ($1, $2::text::json, (now() + $3::text::interval)::timestamp)",
+                &[sid, sess, ttl],
+            )
+            .await
+            .expect("insert");
+    }
+    // The app reads the last of duplicate keys, as `->>` does.
+    let read = store
+        .get_session("ann-last-of-two")
+        .await
+        .expect("get")
+        .expect("live");
+    assert_eq!(read.data.fields["userId"], json!(a));
+
+    let mut conn = store.conn().await.expect("conn");
+    let deleted = pronghorn_db::repo::sessions::delete_all_of_user(&mut conn, ann)
+        .await
+        .expect("delete");
+    assert_eq!(deleted, 3);
+    let mut left: Vec<&str> = rows
+        .iter()
+        .map(|(sid, _, _)| *sid)
+        .filter(|sid| !sid.starts_with("ann-"))
+        .collect();
+    left.sort_unstable();
+    assert_eq!(sids(&db).await, left);
+    let again = pronghorn_db::repo::sessions::delete_all_of_user(&mut conn, ann)
+        .await
+        .expect("delete again");
+    assert_eq!(again, 0);
+}
+
+#[derive(diesel::QueryableByName)]
+struct Statement {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    statement: String,
+}
+
+#[tokio::test]
+async fn deleting_a_users_sessions_uses_the_user_id_index_even_in_a_generic_plan() {
+    let db = TestDb::migrated().await;
+    let store = db.one_connection_store().await;
+    let mut conn = store.conn().await.expect("conn");
+    pronghorn_db::repo::sessions::delete_all_of_user(&mut conn, UserId(Uuid::new_v4()))
+        .await
+        .expect("delete");
+    // The statement exactly as the repository sent it, kept prepared.
+    use diesel_async::RunQueryDsl;
+    let kept: Vec<Statement> = diesel::sql_query(
+        "SELECT statement FROM pg_prepared_statements WHERE statement LIKE 'DELETE FROM \"session\"%'",
+    )
+    .load(&mut *conn)
+    .await
+    .expect("pg_prepared_statements");
+    assert_eq!(kept.len(), 1);
+    let client = db.client().await;
+    client
+        .batch_execute(&format!(
+            "SET enable_seqscan = off; SET plan_cache_mode = force_generic_plan; \
+             PREPARE by_user AS {}",
+            kept[0].statement
+        ))
+        .await
+        .expect("prepare");
+    let plan: Vec<String> = client
+        .query("EXPLAIN EXECUTE by_user('x')", &[])
+        .await
+        .expect("explain")
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("idx_session_user_id"), "{plan}");
+}
+
+#[tokio::test]
+async fn ending_all_sessions_logs_a_user_out_everywhere_and_no_one_else() {
+    let db = TestDb::migrated().await;
+    let store = db.store().await;
+    let ann = user(&store, "ann@example.test", Role::User).await;
+    let bob = user(&store, "bob@example.test", Role::User).await;
+    log_in(&store, "ann-phone", ann.id).await;
+    log_in(&store, "ann-laptop", ann.id).await;
+    log_in(&store, "bob", bob.id).await;
+    store
+        .set_session("anonymous", &app_session(Duration::hours(1)))
+        .await
+        .expect("set");
+    let hour = Duration::hours(1);
+    let ann_tokens = [
+        store
+            .issue_refresh_token(ann.id, hour)
+            .await
+            .expect("issue"),
+        store
+            .issue_refresh_token(ann.id, hour)
+            .await
+            .expect("issue"),
+    ];
+    let bobs = store
+        .issue_refresh_token(bob.id, hour)
+        .await
+        .expect("issue");
+
+    let ended = store.end_all_sessions(ann.id).await.expect("end");
+    assert_eq!(
+        ended,
+        EndedSessions {
+            sessions: 2,
+            refresh_tokens: 2
+        }
+    );
+    assert_eq!(sids(&db).await, ["anonymous", "bob"]);
+    for t in &ann_tokens {
+        assert!(!live_refresh(&store, &t.token).await);
+    }
+    assert!(live_refresh(&store, &bobs.token).await);
+    assert_eq!(
+        store.end_all_sessions(ann.id).await.expect("again"),
+        EndedSessions::default()
+    );
+
+    // Sessions naming a user the table no longer has still end.
+    let gone = UserId(Uuid::new_v4());
+    log_in(&store, "gone", gone).await;
+    assert_eq!(
+        store.end_all_sessions(gone).await.expect("unknown user"),
+        EndedSessions {
+            sessions: 1,
+            refresh_tokens: 0
+        }
+    );
+    assert_eq!(sids(&db).await, ["anonymous", "bob"]);
+}
+
+/// The changes that must log their user out, each on a fresh user.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Password,
+    Reset,
+    Role,
+    Block,
+    Delete,
+    SelfDelete,
+}
+
+const CHANGES: [Change; 6] = [
+    Change::Password,
+    Change::Reset,
+    Change::Role,
+    Change::Block,
+    Change::Delete,
+    Change::SelfDelete,
+];
+
+impl Change {
+    /// Makes the change to `target` (by `admin` where an admin acts).
+    async fn apply(self, store: &PgStore, admin: UserId, target: &User) -> Result<(), Error> {
+        let meta = RequestMeta::default();
+        match self {
+            Change::Password => store.change_password(target.id, PW, NEW_PW, &meta).await,
+            Change::Reset => {
+                let token = store
+                    .request_password_reset(&target.email, &ResetPolicy::default(), &meta)
+                    .await?
+                    .delivery
+                    .expect("a token")
+                    .token;
+                store
+                    .reset_password(token.expose(), NEW_PW, &meta)
+                    .await
+                    .map(drop)
+            }
+            Change::Role => store
+                .change_role(admin, target.id, Role::Admin, &meta)
+                .await
+                .map(drop),
+            Change::Block => store
+                .block_user(admin, target.id, "stolen cookies", &meta)
+                .await
+                .map(drop),
+            Change::Delete => store.delete_user(admin, target.id, &meta).await,
+            Change::SelfDelete => store.delete_own_account(target.id, &meta).await,
+        }
+    }
+
+    fn deletes(self) -> bool {
+        matches!(self, Change::Delete | Change::SelfDelete)
+    }
+}
+
+#[tokio::test]
+async fn each_change_that_must_log_a_user_out_ends_that_users_sessions_only() {
+    let db = TestDb::migrated().await;
+    let store = db.store().await;
+    let root = user(&store, "root@example.test", Role::Superadmin).await;
+    let bob = user(&store, "bob@example.test", Role::User).await;
+    log_in(&store, "root", root.id).await;
+    log_in(&store, "bob", bob.id).await;
+    for (n, change) in CHANGES.into_iter().enumerate() {
+        let target = user(&store, &format!("target{n}@example.test"), Role::User).await;
+        log_in(&store, &format!("target{n}-a"), target.id).await;
+        log_in(&store, &format!("target{n}-b"), target.id).await;
+        let refresh = store
+            .issue_refresh_token(target.id, Duration::hours(1))
+            .await
+            .expect("issue");
+        change
+            .apply(&store, root.id, &target)
+            .await
+            .unwrap_or_else(|e| panic!("{change:?}: {e}"));
+        assert_eq!(sessions_of(&db, target.id).await, 0, "{change:?}");
+        if !change.deletes() {
+            assert!(!live_refresh(&store, &refresh.token).await, "{change:?}");
+        }
+    }
+    assert_eq!(sids(&db).await, ["bob", "root"]);
+}
+
+#[tokio::test]
+async fn a_change_that_fails_ends_no_session() {
+    let db = TestDb::migrated().await;
+    let store = db.store().await;
+    let root = user(&store, "root@example.test", Role::Superadmin).await;
+    let boss = user(&store, "boss@example.test", Role::Admin).await;
+    let ann = user(&store, "ann@example.test", Role::User).await;
+    log_in(&store, "root", root.id).await;
+    log_in(&store, "ann", ann.id).await;
+    let meta = RequestMeta::default();
+    let refresh = store
+        .issue_refresh_token(ann.id, Duration::hours(1))
+        .await
+        .expect("issue");
+
+    // Refused before any change.
+    assert!(matches!(
+        store
+            .change_password(ann.id, "not her password", NEW_PW, &meta)
+            .await,
+        Err(Error::InvalidCredentials)
+    ));
+    assert!(matches!(
+        store.block_user(boss.id, root.id, "no", &meta).await,
+        Err(Error::Forbidden { .. })
+    ));
+    assert!(matches!(
+        store.change_role(boss.id, ann.id, Role::Admin, &meta).await,
+        Err(Error::Forbidden { .. })
+    ));
+    assert!(matches!(
+        store.reset_password("not-a-token", NEW_PW, &meta).await,
+        Err(Error::TokenRejected { .. })
+    ));
+    assert_eq!(sids(&db).await, ["ann", "root"]);
+
+    // Refused after the sessions were deleted, inside the change's
+    // transaction: the audit entry that follows is refused.
+    let client = db.client().await;
+    client
+        .batch_execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS \
+               $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$; \
+             CREATE TRIGGER refuse_audit BEFORE INSERT ON user_audit_log \
+               FOR EACH ROW EXECUTE FUNCTION refuse()",
+        )
+        .await
+        .expect("trigger");
+    for change in CHANGES.into_iter().filter(|c| !c.deletes()) {
+        let result = change.apply(&store, root.id, &ann).await;
+        assert!(
+            matches!(result, Err(Error::Database(_))),
+            "{change:?}: {result:?}"
+        );
+        assert_eq!(sids(&db).await, ["ann", "root"], "{change:?}");
+        assert!(live_refresh(&store, &refresh.token).await, "{change:?}");
+    }
+    store
+        .authenticate(&ann.email, PW)
+        .await
+        .expect("the password did not change");
+    // Deletions audit first: refuse the row's delete, which follows the
+    // sessions' instead.
+    client
+        .batch_execute(
+            "DROP TRIGGER refuse_audit ON user_audit_log; \
+             CREATE TRIGGER refuse_delete BEFORE DELETE ON users \
+               FOR EACH ROW EXECUTE FUNCTION refuse()",
+        )
+        .await
+        .expect("trigger");
+    for change in CHANGES.into_iter().filter(|c| c.deletes()) {
+        let result = change.apply(&store, root.id, &ann).await;
+        assert!(
+            matches!(result, Err(Error::Database(_))),
+            "{change:?}: {result:?}"
+        );
+        assert_eq!(sids(&db).await, ["ann", "root"], "{change:?}");
+    }
+    store.user_by_id(ann.id).await.expect("ann is still there");
 }

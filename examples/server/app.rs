@@ -68,6 +68,7 @@ pub fn router(state: AppState, base: &str) -> Router {
         .route("/auth/login", post(login))
         .route("/auth/refresh", post(refresh))
         .route("/auth/logout", post(logout))
+        .route("/auth/logout-all", post(logout_all))
         .route("/auth/me", get(me))
         .route("/auth/password-reset", post(password_reset))
         .route("/auth/password-reset/confirm", post(password_reset_confirm))
@@ -76,6 +77,7 @@ pub fn router(state: AppState, base: &str) -> Router {
         .route("/users/password", put(change_password))
         .route("/users/me", delete(delete_me))
         .route("/users/admin/password-resets", get(pending_resets))
+        .route("/users/{id}", delete(delete_user))
         .route("/users/{id}/role", put(change_role))
         .route("/users/{id}/block", post(block))
         .route("/users/{id}/unblock", post(unblock))
@@ -257,7 +259,7 @@ impl FromRequestParts<AppState> for CurrentUser {
             .fields
             .get("userId")
             .and_then(Value::as_str)
-            .and_then(|s| s.parse::<Uuid>().ok())
+            .and_then(canonical_user_id)
             .ok_or_else(ApiError::unauthenticated)?;
         let user = match state.store.user_by_id(UserId(id)).await {
             Err(Error::NotFound { .. }) => return Err(ApiError::unauthenticated()),
@@ -268,6 +270,15 @@ impl FromRequestParts<AppState> for CurrentUser {
         }
         Ok(CurrentUser { user, sid })
     }
+}
+
+/// The id in a session's `userId`, accepted only in the form the store
+/// matches when it ends a user's sessions (lowercase, hyphenated): a session
+/// naming its user any other way would survive a password reset.
+fn canonical_user_id(text: &str) -> Option<Uuid> {
+    text.parse::<Uuid>()
+        .ok()
+        .filter(|id| id.hyphenated().to_string() == text)
 }
 
 /// A logged-in admin or superadmin.
@@ -472,6 +483,21 @@ async fn logout(
     Ok(response)
 }
 
+/// Logs the caller out on every device: every session and refresh token.
+async fn logout_all(State(state): State<AppState>, current: CurrentUser) -> ApiResult<Response> {
+    let ended = state.store.end_all_sessions(current.user.id).await?;
+    let mut response = Json(json!({
+        "message": "logged out everywhere",
+        "sessionsEnded": ended.sessions,
+        "refreshTokensRevoked": ended.refresh_tokens,
+    }))
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&state.cookies, "", 0)?);
+    Ok(response)
+}
+
 async fn me(current: CurrentUser) -> Json<User> {
     Json(current.user)
 }
@@ -570,7 +596,7 @@ async fn change_password(
     current: CurrentUser,
     Meta(meta): Meta,
     Json(body): Json<PasswordChange>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     state
         .store
         .change_password(
@@ -580,7 +606,13 @@ async fn change_password(
             &meta,
         )
         .await?;
-    Ok(Json(json!({ "message": "password changed" })))
+    // The change ended every session, this one too.
+    let mut response = Json(json!({ "message": "password changed; log in with the new password" }))
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::SET_COOKIE, session_cookie(&state.cookies, "", 0)?);
+    Ok(response)
 }
 
 async fn delete_me(
@@ -697,6 +729,16 @@ async fn unblock(
             .unblock_user(admin.id, UserId(id), &meta)
             .await?,
     ))
+}
+
+async fn delete_user(
+    State(state): State<AppState>,
+    Admin(admin): Admin,
+    Meta(meta): Meta,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    state.store.delete_user(admin.id, UserId(id), &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn audit(
@@ -827,4 +869,22 @@ async fn post_message(
     };
     let message = state.store.append_message(current.user.id, id, new).await?;
     Ok((StatusCode::CREATED, Json(json!(message))))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_the_form_the_store_matches_names_a_sessions_user() {
+        let id = uuid::Uuid::new_v4();
+        let text = id.to_string();
+        assert_eq!(super::canonical_user_id(&text), Some(id));
+        for other in [
+            text.to_uppercase(),
+            id.simple().to_string(),
+            format!("{{{text}}}"),
+            id.urn().to_string(),
+        ] {
+            assert_eq!(super::canonical_user_id(&other), None, "{other}");
+        }
+    }
 }

@@ -14,7 +14,7 @@ use crate::error::Result;
 use crate::models::UserId;
 use crate::schema::session;
 use chrono::{DateTime, Utc};
-use diesel::dsl::now;
+use diesel::dsl::{now, sql};
 use diesel::prelude::*;
 use diesel::sql_types::{Text, Timestamp, Timestamptz};
 use diesel::upsert::excluded;
@@ -110,6 +110,25 @@ pub async fn delete(conn: &mut AsyncPgConnection, sid: &str) -> Result<bool> {
     Ok(n == 1)
 }
 
+/// Deletes every session, live or expired, whose `sess` is an object with a
+/// `userId` equal to the user's id as text (lowercase and hyphenated, as the
+/// store and `uuid::Uuid`'s `Display` write it); returns how many. Sessions
+/// that are not objects, have no `userId`, or hold another value are left
+/// alone.
+///
+/// The key is SQL text, not a bind parameter, so that the statement matches
+/// the partial index `idx_session_user_id` on `(sess ->> 'userId')` in its
+/// generic plan too.
+pub async fn delete_all_of_user(conn: &mut AsyncPgConnection, user: UserId) -> Result<usize> {
+    let user_id = session::sess.retrieve_as_text(sql::<Text>("'userId'"));
+    Ok(
+        diesel::delete(session::table.filter(user_id.eq(user.0.to_string())))
+            .keep_prepared()
+            .execute(conn)
+            .await?,
+    )
+}
+
 /// Deletes every expired session (`expire < now()`, through
 /// `IDX_session_expire`); returns how many.
 pub async fn delete_expired(conn: &mut AsyncPgConnection) -> Result<usize> {
@@ -118,23 +137,4 @@ pub async fn delete_expired(conn: &mut AsyncPgConnection) -> Result<usize> {
             .execute(conn)
             .await?,
     )
-}
-
-/// Deletes every session of `user`: the rows whose `sess->>'userId'` is the
-/// user's id, live or expired (the key the template's login writes). Returns
-/// how many.
-///
-/// `sess` is `json` and has no index on the key, so this scans the table:
-/// meant for rare administrative calls (ending a taken-over account's
-/// logins), not for request paths.
-pub async fn delete_all_of_user(conn: &mut AsyncPgConnection, user: UserId) -> Result<usize> {
-    Ok(diesel::delete(
-        session::table.filter(
-            session::sess
-                .retrieve_as_text("userId")
-                .eq(user.0.to_string()),
-        ),
-    )
-    .execute(conn)
-    .await?)
 }

@@ -21,6 +21,7 @@
 //! two short statements between the cases.
 
 use super::pg::ReadFrom;
+use super::sessions::end_everywhere;
 use super::tokens::interval;
 use super::users::{audit, authorize, lock_actor_and_target, AuditAction, RequestMeta};
 use super::PgStore;
@@ -29,7 +30,6 @@ use crate::models::{User, UserId};
 use crate::observe::observed;
 use crate::page::{scope, Page, PageRequest};
 use crate::repo::password_resets::{self as repo, FoundRequest};
-use crate::repo::refresh_tokens as refresh_repo;
 use crate::repo::users as users_repo;
 use crate::token::{Token, TokenDigest};
 use crate::validate;
@@ -132,8 +132,10 @@ pub trait PasswordResetStore: Send + Sync {
 
     /// Redeems a reset token: in one transaction, sets the new password
     /// (argon2id), marks the request used, ends the account's other pending
-    /// requests, revokes all its refresh tokens, and audits
-    /// `password_reset {requestId}`. Returns the updated user.
+    /// requests, ends every session of the account and revokes all its
+    /// refresh tokens (as
+    /// [`SessionStore::end_all_sessions`](super::SessionStore::end_all_sessions)),
+    /// and audits `password_reset {requestId}`. Returns the updated user.
     ///
     /// Fails with [`Error::Validation`] on `password` when the new password
     /// is unacceptable (checked first), and with [`Error::TokenRejected`]:
@@ -329,7 +331,7 @@ impl PasswordResetStore for PgStore {
                     users_repo::set_password_hash(conn, id, &hash).await?;
                     repo::mark_used(conn, request).await?;
                     repo::expire_others_of_user(conn, id, request).await?;
-                    refresh_repo::revoke_all_of_user(conn, id).await?;
+                    end_everywhere(conn, id).await?;
                     audit(
                         conn,
                         AuditAction::PasswordReset,

@@ -13,14 +13,23 @@
 //!
 //! [`CookieSigner`] signs and verifies the session cookie as express-session
 //! does, so that the same browser session is valid in both apps.
+//!
+//! A session belongs to a user only through the `userId` field an app puts
+//! in `sess` (the example server writes the user's id there). Logging out
+//! everywhere ([`SessionStore::end_all_sessions`]), and every change that
+//! must log a user out (a new password, a block, a deletion, a new role),
+//! delete the rows whose `sess ->> 'userId'` is that id, through the index
+//! `idx_session_user_id`.
 
 use super::PgStore;
 use crate::error::{Error, Result};
+use crate::models::UserId;
 use crate::observe::observed;
 use crate::repo::sessions as repo;
 use crate::validate;
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
+use diesel_async::AsyncPgConnection;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -196,6 +205,33 @@ pub struct StoredSession {
     pub expires_at: DateTime<Utc>,
 }
 
+/// What ending a user's sessions everywhere removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndedSessions {
+    /// Session rows deleted (those whose `sess` holds the user's `userId`).
+    pub sessions: usize,
+    /// Refresh tokens revoked (those that were still live).
+    pub refresh_tokens: usize,
+}
+
+/// Ends every way `user` is logged in: deletes the sessions whose `sess`
+/// holds the user's `userId` and revokes the user's live refresh tokens, on
+/// `conn` (so inside the caller's transaction, which should hold the user's
+/// row locked first, as every transaction revoking all of a user's tokens
+/// does). Returns what it removed.
+pub(crate) async fn end_everywhere(
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+) -> Result<EndedSessions> {
+    let refresh_tokens = crate::repo::refresh_tokens::revoke_all_of_user(conn, user).await?;
+    let sessions = repo::delete_all_of_user(conn, user).await?;
+    Ok(EndedSessions {
+        sessions,
+        refresh_tokens,
+    })
+}
+
 /// Express sessions, shared with connect-pg-simple.
 ///
 /// Session ids are checked before any query ([`Error::Validation`] on `sid`
@@ -227,6 +263,17 @@ pub trait SessionStore: Send + Sync {
 
     /// Deletes every expired session; returns how many.
     async fn delete_expired_sessions(&self) -> Result<usize>;
+
+    /// Logs `user` out everywhere, in one transaction: deletes every session
+    /// whose `sess` holds the user's id as `userId` (live or expired) and
+    /// revokes every live refresh token of the user, including a successor
+    /// that a rotation in flight is issuing. Returns how many of each; an
+    /// unknown user has no tokens, but sessions naming it are still deleted.
+    ///
+    /// Sessions are matched by the id's text as the store writes it
+    /// (lowercase, hyphenated): an application should accept no other form
+    /// when it reads `userId` back.
+    async fn end_all_sessions(&self, user: UserId) -> Result<EndedSessions>;
 }
 
 fn check_sid(sid: &str) -> Result<String> {
@@ -293,6 +340,22 @@ impl SessionStore for PgStore {
                 .await
         })
     }
+
+    async fn end_all_sessions(&self, user: UserId) -> Result<EndedSessions> {
+        observed!(self.slow(), "end_all_sessions", async {
+            self.transaction(move |conn| {
+                Box::pin(async move {
+                    // Waits for rotations in flight, so that their
+                    // successors are revoked too.
+                    match crate::repo::users::lock_by_id(conn, user).await {
+                        Ok(_) | Err(Error::NotFound { .. }) => end_everywhere(conn, user).await,
+                        Err(e) => Err(e),
+                    }
+                })
+            })
+            .await
+        })
+    }
 }
 
 super::disabled::disabled_store! {
@@ -302,6 +365,7 @@ super::disabled::disabled_store! {
         fn touch_session(&str, DateTime<Utc>) -> Result<bool>;
         fn destroy_session(&str) -> Result<bool>;
         fn delete_expired_sessions() -> Result<usize>;
+        fn end_all_sessions(UserId) -> Result<EndedSessions>;
     }
 }
 

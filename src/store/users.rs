@@ -3,6 +3,7 @@
 //! implementations for [`PgStore`] and [`DisabledStore`](crate::DisabledStore).
 
 use super::pg::ReadFrom;
+use super::sessions::end_everywhere;
 use super::PgStore;
 use crate::error::{Error, Result};
 use crate::models::user_audit_log::NewAuditEntry;
@@ -13,6 +14,7 @@ use crate::page::{Page, PageRequest};
 use crate::password::{Verified, MAX_PASSWORD_BYTES};
 use crate::repo::audit::{self as audit_repo, AuditQuery};
 use crate::repo::login_failures as login_repo;
+use crate::repo::sessions as sessions_repo;
 use crate::repo::users::{self as repo, UserFilter};
 use crate::validate;
 use async_trait::async_trait;
@@ -269,8 +271,11 @@ pub trait UserStore: Send + Sync {
         meta: &RequestMeta,
     ) -> Result<User>;
 
-    /// Changes a user's password after verifying the current one, and
-    /// revokes the user's refresh tokens; audits `password_changed`.
+    /// Changes a user's password after verifying the current one and, in
+    /// the same transaction, ends every session of the user (the caller's
+    /// own included) and revokes its refresh tokens, as
+    /// [`SessionStore::end_all_sessions`](super::SessionStore::end_all_sessions);
+    /// audits `password_changed`. Nothing is ended when the change fails.
     ///
     /// Fails with [`Error::InvalidCredentials`] when the current password is
     /// wrong (or the account has none), and with [`Error::Validation`] on
@@ -318,7 +323,9 @@ pub trait UserStore: Send + Sync {
     async fn remove_additional_role(&self, id: UserId, role: &str) -> Result<User>;
 
     /// Changes `target`'s role on behalf of `actor`: the actor's role must be
-    /// strictly above both the target's current role and the new role.
+    /// strictly above both the target's current role and the new role. In
+    /// the same transaction, ends every session of the target and revokes
+    /// its refresh tokens, so that it logs in again under the new role.
     /// Audits `role_changed {previousRole, newRole}`.
     ///
     /// Fails with [`Error::Forbidden`] (hierarchy, blocked or unknown actor)
@@ -332,7 +339,11 @@ pub trait UserStore: Send + Sync {
     ) -> Result<User>;
 
     /// Blocks `target` with a reason, on behalf of `actor` (same hierarchy
-    /// rule), and revokes its refresh tokens; audits `user_blocked {reason}`.
+    /// rule), and in the same transaction ends every session of the target
+    /// and revokes its refresh tokens; audits `user_blocked {reason}`.
+    ///
+    /// Fails with [`Error::Forbidden`] (hierarchy, blocked or unknown actor)
+    /// or [`Error::NotFound`] (target); nothing is ended then.
     async fn block_user(
         &self,
         actor: UserId,
@@ -346,12 +357,17 @@ pub trait UserStore: Send + Sync {
     async fn unblock_user(&self, actor: UserId, target: UserId, meta: &RequestMeta)
         -> Result<User>;
 
-    /// Deletes `target` on behalf of `actor` (same hierarchy rule); audits
-    /// `user_deleted {email}`.
+    /// Deletes `target` on behalf of `actor` (same hierarchy rule), and in
+    /// the same transaction its sessions (its refresh tokens go with the
+    /// row); audits `user_deleted {email}`.
+    ///
+    /// Fails with [`Error::Forbidden`] or [`Error::NotFound`]; nothing is
+    /// deleted then.
     async fn delete_user(&self, actor: UserId, target: UserId, meta: &RequestMeta) -> Result<()>;
 
-    /// Deletes the caller's own account; audits `account_self_deleted`.
-    /// Fails with [`Error::NotFound`].
+    /// Deletes the caller's own account, and in the same transaction its
+    /// sessions on every device (its refresh tokens go with the row); audits
+    /// `account_self_deleted`. Fails with [`Error::NotFound`].
     async fn delete_own_account(&self, id: UserId, meta: &RequestMeta) -> Result<()>;
 
     /// How many users hold each role, most common first.
@@ -842,8 +858,9 @@ impl UserStore for PgStore {
                             constraint: "users.password_hash (changed concurrently)".into(),
                         });
                     }
-                    // Other devices logged in with the old password must log in again.
-                    crate::repo::refresh_tokens::revoke_all_of_user(conn, id).await?;
+                    // Whoever logged in with the old password, perhaps with
+                    // a stolen one, must log in again.
+                    end_everywhere(conn, id).await?;
                     audit(
                         conn,
                         AuditAction::PasswordChanged,
@@ -1017,6 +1034,8 @@ impl UserStore for PgStore {
                         .map_err(not_found_user)?;
                     authorize(&admin, user.role.as_deref(), Some(role))?;
                     let updated = repo::set_role(conn, target, role.as_str()).await?;
+                    // Sessions and tokens were granted under the old role.
+                    end_everywhere(conn, target).await?;
                     let details = json!({ "previousRole": user.role, "newRole": role.as_str() });
                     audit(
                         conn,
@@ -1050,7 +1069,7 @@ impl UserStore for PgStore {
                     authorize(&admin, user.role.as_deref(), None)?;
                     let updated = repo::set_blocked(conn, target, Some((&reason, actor))).await?;
                     // A blocked user keeps no way back in.
-                    crate::repo::refresh_tokens::revoke_all_of_user(conn, target).await?;
+                    end_everywhere(conn, target).await?;
                     audit(
                         conn,
                         AuditAction::UserBlocked,
@@ -1114,6 +1133,8 @@ impl UserStore for PgStore {
                         &meta,
                     )
                     .await?;
+                    // No foreign key: `session` is connect-pg-simple's.
+                    sessions_repo::delete_all_of_user(conn, target).await?;
                     repo::delete(conn, target).await
                 })
             })
@@ -1136,6 +1157,7 @@ impl UserStore for PgStore {
                         &meta,
                     )
                     .await?;
+                    sessions_repo::delete_all_of_user(conn, id).await?;
                     repo::delete(conn, id).await
                 })
             })

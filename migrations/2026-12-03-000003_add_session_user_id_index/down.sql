@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS idx_session_user_id;
