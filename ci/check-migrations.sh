@@ -199,7 +199,22 @@ diesel_plain migration run --migration-dir migrations --database-url "$(db_url "
     fail "adopt: our migrations fail on the template's database" "$work/d.log"
 ok "adopt: all $count migrations run on the template's database"
 
-table_contents "$db_fixture" >"$work/rows_after.txt"
+# After adoption: the template's tables as they were, and each table of ours, empty.
+# Prints the contents of the tables listed in $2 (a before-file) to stdout; fails on a new
+# table that holds rows.
+contents_after() {
+    local line table
+    table_contents "$1" >"$work/all_after.txt"
+    while IFS= read -r line; do
+        table=${line%%|*}
+        if grep -q "^$table|" "$2"; then
+            printf '%s\n' "$line"
+        elif [[ $(cut -d'|' -f2 <<<"$line") != 0 ]]; then
+            fail "adopt: the new table $table holds rows after adoption" >&2
+        fi
+    done <"$work/all_after.txt"
+}
+contents_after "$db_fixture" "$work/rows_before.txt" >"$work/rows_after.txt"
 counts() { cut -d'|' -f1,2 "$1"; }
 diff -u --label before --label after <(counts "$work/rows_before.txt") <(counts "$work/rows_after.txt") >"$work/d.diff" ||
     fail "adopt: row counts changed" "$work/d.diff"
@@ -245,7 +260,7 @@ grep -q 'cannot change name of input parameter' "$work/e.log" ||
 diesel_plain migration run --migration-dir migrations --database-url "$(db_url "$db_earlier_adopted")" \
     >"$work/e.log" 2>&1 || fail "earlier: our migrations fail after the earlier release's failed adoption" "$work/e.log"
 expect_facts "$db_earlier_adopted" "$work/facts_expected.txt" "the template's database after the earlier release failed on it, migrated now"
-table_contents "$db_earlier_adopted" >"$work/e_rows_after.txt"
+contents_after "$db_earlier_adopted" "$work/e_rows_before.txt" >"$work/e_rows_after.txt"
 diff -u --label before --label after "$work/e_rows_before.txt" "$work/e_rows_after.txt" >"$work/e.diff" ||
     fail "earlier: rows changed while adopting after the earlier release" "$work/e.diff"
 ok "earlier: no row changed (md5 of every table)"
