@@ -36,8 +36,35 @@ fn value() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Connection strings whose password is the sentinel, well formed or not.
+fn url_with_sentinel() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("postgres://u:Zq9sentinelpw@h:5432/db".to_owned()),
+        Just("postgresql://u:Zq9sentinel%2Fpw@[::1]:5433,h2/db?sslmode=require".to_owned()),
+        Just("postgres://u:Zq9sentinel@h:99999/db".to_owned()),
+        Just("postgres://u:Zq9sentinel%zz@h/db".to_owned()),
+        Just("postgres://u:Zq9sentinelpw@h/db?sslmode=bogus".to_owned()),
+        Just("postgres://u:Zq9sentinelpw@h/db?target_session_attrs=x".to_owned()),
+        Just("postgres://u:Zq9sentinelpw@h/db,postgres://v:Zq9sentinelx@h2/db".to_owned()),
+        "postgres(ql)?://[a-z]{1,4}:Zq9sentinel[a-z0-9%@:/]{0,12}@[a-z0-9.:\\[\\]]{0,12}(/[a-z]{0,6})?(\\?[a-z_=&-]{0,20})?",
+    ]
+}
+
+/// The variables that hold connection strings.
+const URL_VARIABLES: [&str; 2] = ["DB_CONNECTION_STRING", "DB_READ_REPLICA_URLS"];
+
 fn vars() -> impl Strategy<Value = HashMap<&'static str, String>> {
-    proptest::collection::vec(proptest::option::of(value()), VARIABLES.len()).prop_map(|values| {
+    let strategies: Vec<_> = VARIABLES
+        .iter()
+        .map(|k| {
+            if URL_VARIABLES.contains(k) {
+                proptest::option::of(prop_oneof![value(), url_with_sentinel()]).boxed()
+            } else {
+                proptest::option::of(value()).boxed()
+            }
+        })
+        .collect();
+    strategies.prop_map(|values| {
         VARIABLES
             .iter()
             .zip(values)
@@ -63,16 +90,24 @@ proptest! {
         let outcome = outcome.map_err(|_| TestCaseError::fail("DbConfig panicked"))?;
         match outcome {
             Ok(Configuration::Configured(c)) => {
-                // A configured target always renders, without a password.
+                // A configured target always renders, without a password
+                // (whether it came from DB_PASSWORD or the string).
                 let shown = format!("{c} {c:?}");
                 prop_assert!(shown.contains("postgres://"));
                 prop_assert!(!shown.contains("Zq9sentinel"), "password shown: {shown}");
             }
-            Ok(Configuration::NotConfigured { reason }) => prop_assert!(!reason.is_empty()),
-            Err(e) => prop_assert!(
-                VARIABLES.contains(&e.variable),
-                "the error names {:?}, which is not a variable DbConfig reads", e.variable
-            ),
+            Ok(Configuration::NotConfigured { reason }) => {
+                prop_assert!(!reason.is_empty());
+                prop_assert!(!reason.contains("Zq9sentinel"), "password in the reason: {reason}");
+            }
+            Err(e) => {
+                prop_assert!(
+                    VARIABLES.contains(&e.variable),
+                    "the error names {:?}, which is not a variable DbConfig reads", e.variable
+                );
+                let shown = format!("{e} {e:?}");
+                prop_assert!(!shown.contains("Zq9sentinel"), "password in the error: {shown}");
+            }
         }
     }
 }

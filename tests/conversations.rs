@@ -15,7 +15,6 @@ use pronghorn_db::{
 };
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Duration;
 use uuid::Uuid;
 
 async fn new_user(client: &tokio_postgres::Client, email: &str) -> UserId {
@@ -1027,7 +1026,7 @@ async fn an_append_waiting_for_the_conversation_takes_its_time_after_the_wait() 
                 .await
         })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    common::until_waiting(&db.client().await, 1).await;
     assert!(!appending.is_finished(), "the append waits for the lock");
     let released: i64 = tx
         .query_one(

@@ -30,6 +30,9 @@ fn every_variable_is_documented() {
         "PORT",
         "API_BASE_PATH",
         "SESSION_SECRET",
+        "HEALTH_TOKEN",
+        "RATE_LIMIT_WINDOW_MS",
+        "RATE_LIMIT_MAX_REQUESTS",
     ] {
         assert!(
             example.lines().any(|l| l.starts_with(&format!("{var}="))),

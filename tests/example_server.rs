@@ -5,8 +5,8 @@ mod common;
 mod example;
 
 use common::TestDb;
-use example::{call, login, serve, Outbox, Server, M};
-use pronghorn_db::{DisabledStore, NewLocalUser, Role, Store};
+use example::{call, login, serve, serve_state, state, Outbox, Server, HEALTH_TOKEN, M};
+use pronghorn_db::{DisabledStore, NewLocalUser, Role, Store, UserStore};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -24,12 +24,7 @@ async fn a_full_journey_through_the_example() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "healthy");
     assert_eq!(body["database"]["connected"], true);
-    assert!(
-        body["database"]["poolStats"]["max"].as_u64().is_some(),
-        "{body}"
-    );
-    let (status, body, _) = call(&s, M::GET, "/health/detailed", None, None).await;
-    assert_eq!(status, StatusCode::OK);
+    let body = detailed_health(&s, Some(HEALTH_TOKEN)).await;
     assert_eq!(body["database"]["migrations"]["pending"], 0, "{body}");
     assert!(
         body["database"]["migrations"]["applied"]
@@ -847,4 +842,458 @@ async fn session_cookies_are_signed_and_forged_ones_refused() {
     )
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+/// `/health/detailed` with this bearer token (or none); the status must be
+/// 200. Returns the body.
+async fn detailed_health(s: &Server, token: Option<&str>) -> Value {
+    let (status, body) = detailed_health_status(s, token, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn detailed_health_status(
+    s: &Server,
+    token: Option<&str>,
+    cookie: Option<&str>,
+) -> (StatusCode, Value) {
+    let mut req = s.http.get(format!("{}/health/detailed", s.base));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(c) = cookie {
+        req = req.header("cookie", format!("{}={c}", example::app::SESSION_COOKIE));
+    }
+    let res = req.send().await.expect("request");
+    let status = res.status();
+    (status, res.json().await.expect("JSON"))
+}
+
+/// A raw request, for bodies and headers `call` does not send; returns the
+/// status, the headers and the body parsed as JSON (panics on any other).
+async fn raw(
+    s: &Server,
+    method: M,
+    path: &str,
+    content_type: Option<&str>,
+    body: &str,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    raw_as(s, method, path, content_type, body, None).await
+}
+
+/// `raw`, with the session cookie when given.
+async fn raw_as(
+    s: &Server,
+    method: M,
+    path: &str,
+    content_type: Option<&str>,
+    body: &str,
+    cookie: Option<&str>,
+) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+    let mut req = s
+        .http
+        .request(method, format!("{}{path}", s.base))
+        .body(body.to_owned());
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    if let Some(c) = cookie {
+        req = req.header("cookie", format!("{}={c}", example::app::SESSION_COOKIE));
+    }
+    let res = req.send().await.expect("request");
+    let status = res.status();
+    let headers = res.headers().clone();
+    let text = res.text().await.expect("body");
+    let json = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: not JSON: {text}"));
+    (status, headers, json)
+}
+
+/// A request that must be refused: method, path, content type, body, and
+/// the status, code and message of the answer.
+type BadRequestCase<'a> = (
+    M,
+    &'a str,
+    Option<&'a str>,
+    &'a str,
+    StatusCode,
+    &'a str,
+    &'a str,
+);
+
+fn error_of(body: &Value) -> (&str, &str) {
+    (
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error code: {body}")),
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no message: {body}")),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_answers_the_public_cheaply_and_details_only_to_admins_and_monitors() {
+    let db = TestDb::migrated().await;
+    // One connection, so that holding it shows which answers need a query.
+    let store = Arc::new(db.one_connection_store().await);
+    let s = serve(store.clone(), Arc::new(Outbox::default())).await;
+    let (status, body, _) = call(&s, M::GET, "/health", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["database"],
+        json!({"configured": true, "connected": true}),
+        "no version, pool or replica figures for the public"
+    );
+
+    // With the only connection taken, the public answer still comes, from
+    // the pool's last known state: it costs no query.
+    let held = store.conn().await.expect("take the connection");
+    let (status, body, _) = call(&s, M::GET, "/health", None, None).await;
+    assert_eq!(
+        (status, &body["status"]),
+        (StatusCode::OK, &json!("healthy"))
+    );
+    drop(held);
+
+    // The details: refused without a token or with a wrong one, and to a
+    // user who is not an admin; given to the token and to an admin.
+    for token in [
+        None,
+        Some("guess"),
+        Some("example-test-health-token-but-longer"),
+    ] {
+        let (status, body) = detailed_health_status(&s, token, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}: {body}");
+        assert_eq!(error_of(&body).0, "unauthenticated");
+        assert!(body.get("database").is_none());
+    }
+    let body = detailed_health(&s, Some(HEALTH_TOKEN)).await;
+    assert!(body["database"]["version"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("PostgreSQL"));
+    assert!(
+        body["database"]["poolStats"]["max"].as_u64().is_some(),
+        "{body}"
+    );
+    store
+        .create_user(NewLocalUser::new(
+            "plain@example.com",
+            "plain-password-1",
+            "Plain",
+        ))
+        .await
+        .expect("user");
+    let (cookie, _) = login(&s, "plain@example.com", "plain-password-1").await;
+    let (status, body) = detailed_health_status(&s, None, Some(&cookie)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let boss = store
+        .create_user(NewLocalUser::new(
+            "boss@example.com",
+            "boss-password-1",
+            "Boss",
+        ))
+        .await
+        .expect("user");
+    db.client()
+        .await
+        .execute(
+            "UPDATE users SET role = 'admin' WHERE id = $1::text::uuid",
+            &[&boss.id.0.to_string()],
+        )
+        .await
+        .expect("promote");
+    let (cookie, _) = login(&s, "boss@example.com", "boss-password-1").await;
+    let (status, body) = detailed_health_status(&s, None, Some(&cookie)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_answer_is_the_one_json_body_and_names_no_internals() {
+    let db = TestDb::migrated().await;
+    let store: Arc<dyn Store> = Arc::new(db.store().await);
+    let s = serve(store.clone(), Arc::new(Outbox::default())).await;
+    let json_type = Some("application/json");
+    let who =
+        json!({"email": "taken@example.com", "password": "taken-password-1", "display_name": "T"});
+    let (status, _, _) = call(&s, M::POST, "/auth/register", Some(who.clone()), None).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (cookie, refresh) = login(&s, "taken@example.com", "taken-password-1").await;
+    let cases: [BadRequestCase; 8] = [
+        (
+            M::POST,
+            "/auth/login",
+            json_type,
+            "{not json",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the body is not valid JSON",
+        ),
+        (
+            M::POST,
+            "/auth/login",
+            json_type,
+            r#"{"email": 5}"#,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "bad_request",
+            "the body does not have the expected fields and types",
+        ),
+        (
+            M::POST,
+            "/auth/login",
+            Some("text/plain"),
+            "{}",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "bad_request",
+            "send the body as application/json",
+        ),
+        (
+            M::GET,
+            "/conversations/not-a-uuid",
+            None,
+            "",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the path is invalid",
+        ),
+        (
+            M::GET,
+            "/conversations?limit=many",
+            None,
+            "",
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "the query string is invalid",
+        ),
+        (
+            M::GET,
+            "/no/such/route",
+            None,
+            "",
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such route",
+        ),
+        (
+            M::DELETE,
+            "/auth/login",
+            None,
+            "",
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not take that method",
+        ),
+        (
+            M::GET,
+            "/users",
+            None,
+            "",
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "admins only",
+        ),
+    ];
+    for (method, path, ct, body, want_status, want_code, want_message) in cases {
+        let (status, headers, json) =
+            raw_as(&s, method.clone(), path, ct, body, Some(&cookie)).await;
+        assert_eq!(status, want_status, "{method} {path}: {json}");
+        assert_eq!(
+            error_of(&json),
+            (want_code, want_message),
+            "{method} {path}"
+        );
+        assert_eq!(
+            headers.get("content-type").and_then(|v| v.to_str().ok()),
+            Some("application/json"),
+            "{method} {path}"
+        );
+    }
+    // A body that echoes a password in the wrong place is not echoed back.
+    let (_, _, json) = raw(
+        &s,
+        M::POST,
+        "/auth/login",
+        json_type,
+        r#"{"email": "a@b.c", "password": 31337421}"#,
+    )
+    .await;
+    assert!(!json.to_string().contains("31337421"), "{json}");
+
+    // A taken email: 409 without the constraint's name.
+    let (status, body, _) = call(&s, M::POST, "/auth/register", Some(who), None).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(error_of(&body), ("conflict", "it already exists"));
+    assert!(!body.to_string().contains("users_email_key"), "{body}");
+
+    // Refresh tokens: a revoked one and a made-up one get the same answer,
+    // so that the answer says nothing of which tokens were ever real.
+    let (status, _, _) = call(
+        &s,
+        M::POST,
+        "/auth/logout",
+        Some(json!({"refreshToken": refresh})),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let revoked = call(
+        &s,
+        M::POST,
+        "/auth/refresh",
+        Some(json!({"refreshToken": refresh})),
+        None,
+    )
+    .await;
+    let made_up = call(
+        &s,
+        M::POST,
+        "/auth/refresh",
+        Some(json!({"refreshToken": "x".repeat(43)})),
+        None,
+    )
+    .await;
+    assert_eq!((revoked.0, &revoked.1), (made_up.0, &made_up.1));
+    assert_eq!(
+        error_of(&revoked.1),
+        ("invalid_token", "the token is invalid or has expired")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_the_rate_limit_gets_429_with_retry_after() {
+    let db = TestDb::migrated().await;
+    let store: Arc<dyn Store> = Arc::new(db.store().await);
+    let mut st = state(store, Arc::new(Outbox::default()));
+    st.rate_limit = example::app::RateLimit {
+        window: std::time::Duration::from_secs(60),
+        max_requests: 5,
+    };
+    let s = serve_state(st).await;
+    for i in 0..5 {
+        let (status, body, _) = call(&s, M::GET, "/health", None, None).await;
+        assert_eq!(status, StatusCode::OK, "request {i}: {body}");
+    }
+    let (status, headers, body) = raw(&s, M::GET, "/health", None, "").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        error_of(&body),
+        ("rate_limited", "too many requests; try again later")
+    );
+    let retry: u64 = headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("Retry-After: {headers:?}"));
+    assert!((1..=12).contains(&retry), "{retry}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_login_is_429_with_retry_after() {
+    let db = TestDb::migrated().await;
+    let url = db.url();
+    let store: Arc<dyn Store> = Arc::new(
+        pronghorn_db::PgStore::new(common::configured(&[
+            ("DB_CONNECTION_STRING", &url),
+            ("LOGIN_MAX_FAILURES", "2"),
+        ]))
+        .await
+        .expect("store"),
+    );
+    let s = serve(store, Arc::new(Outbox::default())).await;
+    let guess = json!({"email": "whoever@example.com", "password": "a wrong guess"});
+    for _ in 0..2 {
+        let (status, _, _) = call(&s, M::POST, "/auth/login", Some(guess.clone()), None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, headers, body) = raw(
+        &s,
+        M::POST,
+        "/auth/login",
+        Some("application/json"),
+        &guess.to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(error_of(&body).0, "too_many_attempts");
+    let retry: u64 = headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After");
+    assert!(retry > 800 && retry <= 900, "{retry}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_reset_work_after_the_answer_is_bounded() {
+    let db = TestDb::migrated().await;
+    let store: Arc<dyn Store> = Arc::new(db.store().await);
+    store
+        .create_user(NewLocalUser::new(
+            "held@example.com",
+            "held-password-1",
+            "Held",
+        ))
+        .await
+        .expect("user");
+    let outbox = Arc::new(Outbox::default());
+    let mut st = state(store, outbox.clone());
+    st.reset_jobs = Arc::new(tokio::sync::Semaphore::new(2));
+    let s = serve_state(st).await;
+
+    // Another transaction holds the account's row, so the reset work that
+    // follows each answer waits; two such jobs fill the bound.
+    let mut locker = db.client().await;
+    let tx = locker.transaction().await.expect("begin");
+    tx.execute(
+        "SELECT 1 FROM users WHERE email = 'held@example.com' FOR UPDATE",
+        &[],
+    )
+    .await
+    .expect("lock");
+    let ask = json!({"email": "held@example.com"});
+    for _ in 0..2 {
+        let (status, body, _) =
+            call(&s, M::POST, "/auth/password-reset", Some(ask.clone()), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    common::until_waiting(&db.client().await, 2).await;
+    let (status, headers, body) = raw(
+        &s,
+        M::POST,
+        "/auth/password-reset",
+        Some("application/json"),
+        &ask.to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(error_of(&body).0, "busy");
+    assert_eq!(
+        headers.get("retry-after").and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    // An unknown email gets the same refusal: the bound says nothing of
+    // which emails have accounts.
+    let (status, _, body) = raw(
+        &s,
+        M::POST,
+        "/auth/password-reset",
+        Some("application/json"),
+        r#"{"email": "nobody@example.com"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, error_of(&body).0),
+        (StatusCode::SERVICE_UNAVAILABLE, "busy")
+    );
+
+    // Released, the two waiting jobs finish and their mails go out.
+    tx.commit().await.expect("release");
+    let waited = std::time::Instant::now();
+    while outbox.0.lock().expect("outbox").len() < 2 {
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(10),
+            "the held jobs never finished"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

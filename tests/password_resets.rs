@@ -810,26 +810,6 @@ async fn the_disabled_store_issues_no_reset() {
     ));
 }
 
-/// Waits until `n` sessions of the test database wait for a lock.
-async fn until_waiting(client: &tokio_postgres::Client, n: i64) {
-    for _ in 0..500 {
-        let waiting: i64 = client
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                &[],
-            )
-            .await
-            .expect("pg_stat_activity")
-            .get(0);
-        if waiting >= n {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    panic!("{n} sessions never waited for a lock");
-}
-
 #[tokio::test]
 async fn a_reset_during_a_rotation_also_revokes_the_successor() {
     let db = TestDb::migrated().await;
@@ -861,11 +841,11 @@ async fn a_reset_during_a_rotation_also_revokes_the_successor() {
         s1.rotate_refresh_token(token.expose(), Duration::days(1))
             .await
     });
-    until_waiting(&watcher, 1).await;
+    common::until_waiting(&watcher, 1).await;
     let s2 = store.clone();
     let resetting =
         tokio::spawn(async move { s2.reset_password(reset.expose(), NEW_PW, &meta()).await });
-    until_waiting(&watcher, 2).await;
+    common::until_waiting(&watcher, 2).await;
     tx.commit().await.expect("release");
 
     let successor = rotation

@@ -1133,7 +1133,7 @@ async fn an_admin_demoted_while_acting_never_acts_as_a_user() {
     let s = store.clone();
     let block =
         tokio::spawn(async move { s.block_user(admin.id, target.id, "race", &meta()).await });
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    common::until_waiting(&db.client().await, 1).await;
     assert!(
         !block.is_finished(),
         "the block did not wait for the acting admin's row"

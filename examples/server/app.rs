@@ -3,7 +3,8 @@
 //! Everything the database layer reports as an [`Error`] becomes an HTTP
 //! answer in one place, [`ApiError`]'s `IntoResponse`.
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,11 +16,14 @@ use pronghorn_db::{
     PageRequest, ProfileUpdate, RequestMeta, ResetDelivery, ResetPolicy, Role, SessionCookie,
     SessionData, Store, Token, User, UserFilter, UserId,
 };
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use std::time::Instant;
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 /// The session cookie's name, as the Node template names it.
@@ -57,7 +61,39 @@ pub struct AppState {
     /// Signs and verifies the session cookie as express-session does with
     /// the same `SESSION_SECRET`.
     pub cookies: CookieSigner,
+    /// `HEALTH_TOKEN`: a bearer token that opens `/health/detailed` to a
+    /// monitor without an admin session. `None`: admins only.
+    pub health_token: Option<String>,
+    /// Password-reset requests being worked on after their answer; when
+    /// none is free, a request is refused with 503 instead of queueing.
+    pub reset_jobs: Arc<Semaphore>,
+    /// The per-client-address limit on API requests.
+    pub rate_limit: RateLimit,
 }
+
+/// At most `max_requests` per client address in `window`
+/// (`RATE_LIMIT_MAX_REQUESTS`, default 100, in `RATE_LIMIT_WINDOW_MS`,
+/// default 15 minutes, as the template sets them), refilled evenly: one
+/// request every `window / max_requests`.
+#[derive(Debug, Clone, Copy)]
+pub struct RateLimit {
+    /// The window.
+    pub window: Duration,
+    /// Requests allowed in it.
+    pub max_requests: u32,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            window: Duration::from_secs(15 * 60),
+            max_requests: 100,
+        }
+    }
+}
+
+/// Password-reset requests handled at once after their answer, by default.
+pub const RESET_JOBS: usize = 16;
 
 /// The routes, mounted under `base` (for example `/api/v1`).
 pub fn router(state: AppState, base: &str) -> Router {
@@ -94,12 +130,79 @@ pub fn router(state: AppState, base: &str) -> Router {
             "/conversations/{id}/messages",
             get(list_messages).post(post_message),
         )
-        .with_state(state);
-    if base.is_empty() || base == "/" {
+        .fallback(no_route)
+        .method_not_allowed_fallback(no_method);
+    let limit = state.rate_limit;
+    let api = api.with_state(state);
+    let app = if base.is_empty() || base == "/" {
         api
     } else {
-        Router::new().nest(base, api)
+        Router::new().nest(base, api).fallback(no_route)
+    };
+    // A bucket of `max_requests` per client address, refilled one request
+    // every `window / max_requests`. It answers 429 before any handler runs.
+    let max = limit.max_requests.max(1);
+    let config = tower_governor::governor::GovernorConfigBuilder::default()
+        .period((limit.window / max).max(Duration::from_millis(1)))
+        .burst_size(max)
+        .use_headers()
+        .finish();
+    let app = match config {
+        Some(config) => app.layer(tower_governor::GovernorLayer::new(config)),
+        None => {
+            tracing::error!("the rate limit cannot be built; serving without it");
+            app
+        }
+    };
+    // Outermost: every error answer, the limiter's and axum's own included,
+    // gets the one JSON error body.
+    app.layer(axum::middleware::map_response(one_error_body))
+}
+
+async fn no_route() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
+}
+
+async fn no_method() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
+
+/// Gives an error answer that is not JSON yet (axum's rejections, the rate
+/// limiter's 429, a body too large) the one JSON error body, keeping its
+/// status and headers (`Retry-After`, `Allow`).
+async fn one_error_body(response: Response) -> Response {
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
     }
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    let message = match status {
+        StatusCode::TOO_MANY_REQUESTS => "too many requests; try again later".to_owned(),
+        s => s.canonical_reason().unwrap_or("error").to_lowercase(),
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let (json_parts, body) = ApiError::new(status, code, message)
+        .into_response()
+        .into_parts();
+    parts.headers.extend(json_parts.headers);
+    Response::from_parts(parts, body)
 }
 
 // ---- errors ----------------------------------------------------------------
@@ -111,6 +214,7 @@ pub struct ApiError {
     code: &'static str,
     message: String,
     field: Option<&'static str>,
+    retry_after: Option<Duration>,
 }
 
 impl ApiError {
@@ -120,7 +224,12 @@ impl ApiError {
             code,
             message: message.into(),
             field: None,
+            retry_after: None,
         }
+    }
+
+    fn bad_request(status: StatusCode, message: &str) -> Self {
+        ApiError::new(status, "bad_request", message)
     }
 
     fn unauthenticated() -> Self {
@@ -135,6 +244,10 @@ impl ApiError {
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let (status, code) = match &e {
+            Error::LoginThrottled { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
+            Error::Unavailable { target, .. } if target == "password hashing" => {
+                (StatusCode::SERVICE_UNAVAILABLE, "busy")
+            }
             Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
             Error::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
             Error::Validation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation"),
@@ -154,25 +267,44 @@ impl From<Error> for ApiError {
             Error::Validation { field, .. } => Some(*field),
             _ => None,
         };
+        let retry_after = match &e {
+            Error::LoginThrottled { retry_after } => Some(*retry_after),
+            Error::Unavailable { .. } => Some(Duration::from_secs(1)),
+            _ => None,
+        };
         let message = match status {
             StatusCode::INTERNAL_SERVER_ERROR => {
                 tracing::error!(error = %e, "request failed");
                 "internal server error".to_owned()
             }
             StatusCode::SERVICE_UNAVAILABLE => {
-                tracing::warn!(error = %e, "database unavailable");
-                match e {
-                    Error::Disabled => "the database is disabled".to_owned(),
+                tracing::warn!(error = %e, "unavailable");
+                match (code, e) {
+                    (_, Error::Disabled) => "the database is disabled".to_owned(),
+                    ("busy", _) => "the server is busy; try again".to_owned(),
                     _ => "the database is unavailable; try again".to_owned(),
                 }
             }
-            _ => e.to_string(),
+            // Neither constraint names nor token states reach a client: the
+            // first describe the schema, the second tell an attacker which
+            // stolen tokens were ever real.
+            _ => match e {
+                Error::Conflict { .. } => "it already exists".to_owned(),
+                Error::TokenRejected { .. } | Error::TokenReused => {
+                    "the token is invalid or has expired".to_owned()
+                }
+                Error::LoginThrottled { .. } => {
+                    "too many failed logins for this email; try again later".to_owned()
+                }
+                e => e.to_string(),
+            },
         };
         ApiError {
             status,
             code,
             message,
             field,
+            retry_after,
         }
     }
 }
@@ -183,11 +315,79 @@ impl IntoResponse for ApiError {
         if let Some(field) = self.field {
             error["field"] = json!(field);
         }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": error }))).into_response();
+        if let Some(wait) = self.retry_after {
+            // Whole seconds, rounded up: never an invitation to retry early.
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        response
     }
 }
 
 type ApiResult<T> = Result<T, ApiError>;
+
+// ---- extractors whose rejections use the one error body ----------------------
+
+/// A JSON body, as `axum::Json`, refused with the JSON error body.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(JsonBody(value)),
+            // Generic words: serde's own messages may quote the input, and
+            // the input may be a password.
+            Err(rejection) => Err(ApiError::bad_request(
+                rejection.status(),
+                match rejection {
+                    JsonRejection::MissingJsonContentType(_) => "send the body as application/json",
+                    JsonRejection::JsonSyntaxError(_) => "the body is not valid JSON",
+                    JsonRejection::JsonDataError(_) => {
+                        "the body does not have the expected fields and types"
+                    }
+                    _ => "the body cannot be read",
+                },
+            )),
+        }
+    }
+}
+
+/// Path parameters, as `axum::extract::Path`, refused with the JSON error
+/// body.
+pub struct UrlPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for UrlPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| UrlPath(value))
+            .map_err(|_| ApiError::bad_request(StatusCode::BAD_REQUEST, "the path is invalid"))
+    }
+}
+
+/// A query string, as `axum::extract::Query`, refused with the JSON error
+/// body.
+pub struct UrlQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for UrlQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| UrlQuery(value))
+            .map_err(|_| {
+                ApiError::bad_request(StatusCode::BAD_REQUEST, "the query string is invalid")
+            })
+    }
+}
 
 // ---- request context -------------------------------------------------------
 
@@ -324,9 +524,14 @@ fn session_cookie(cookies: &CookieSigner, sid: &str, max_age: i64) -> ApiResult<
 
 // ---- health ----------------------------------------------------------------
 
+/// Public: whether the app and its database serve, from the pool's last
+/// known state. A query runs only when that state is not "connected" (at
+/// start, or after a failure), so a flood of probes costs at most one cheap
+/// query each while the database is down, and none while it is up.
 async fn health(State(state): State<AppState>) -> Response {
     let store = &state.store;
-    let connected = store.is_configured() && store.server_info().await.is_ok();
+    let connected =
+        store.is_configured() && (store.is_connected() || store.server_info().await.is_ok());
     let body = json!({
         "status": if connected { "healthy" } else { "degraded" },
         "timestamp": chrono::Utc::now(),
@@ -334,7 +539,6 @@ async fn health(State(state): State<AppState>) -> Response {
         "database": {
             "configured": store.is_configured(),
             "connected": connected,
-            "poolStats": store.pool_stats(),
         },
     });
     let status = if connected {
@@ -345,7 +549,43 @@ async fn health(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn health_detailed(State(state): State<AppState>) -> Response {
+/// Who may read `/health/detailed`: a monitor presenting `HEALTH_TOKEN` as
+/// a bearer token, or a logged-in admin.
+pub struct HealthReader;
+
+impl FromRequestParts<AppState> for HealthReader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> ApiResult<Self> {
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if let (Some(presented), Some(expected)) = (bearer, state.health_token.as_deref()) {
+            if same_secret(presented.as_bytes(), expected.as_bytes()) {
+                return Ok(HealthReader);
+            }
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "a valid health token or an admin session is required",
+            ));
+        }
+        Admin::from_request_parts(parts, state)
+            .await
+            .map(|_| HealthReader)
+    }
+}
+
+/// Compares two secrets in time that depends on their lengths only.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// For admins and monitors: server version, pool figures, replicas,
+/// migrations and websocket statistics.
+async fn health_detailed(State(state): State<AppState>, _reader: HealthReader) -> Response {
     let store = &state.store;
     let info = store.server_info().await.ok();
     let connected = info.is_some();
@@ -391,7 +631,7 @@ struct Register {
 
 async fn register(
     State(state): State<AppState>,
-    Json(body): Json<Register>,
+    JsonBody(body): JsonBody<Register>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
     let user = state
         .store
@@ -410,7 +650,10 @@ struct Login {
     password: String,
 }
 
-async fn login(State(state): State<AppState>, Json(body): Json<Login>) -> ApiResult<Response> {
+async fn login(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<Login>,
+) -> ApiResult<Response> {
     let user = state
         .store
         .authenticate(&body.email, &body.password)
@@ -444,7 +687,7 @@ struct Refresh {
 
 async fn refresh(
     State(state): State<AppState>,
-    Json(body): Json<Refresh>,
+    JsonBody(body): JsonBody<Refresh>,
 ) -> ApiResult<Json<Value>> {
     let next = state
         .store
@@ -510,7 +753,7 @@ struct ResetRequest {
 async fn password_reset(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    Json(body): Json<ResetRequest>,
+    JsonBody(body): JsonBody<ResetRequest>,
 ) -> ApiResult<Json<Value>> {
     // Bad input and a missing database are answered now; the request itself
     // (which writes only when the account exists) runs after the answer, so
@@ -519,7 +762,20 @@ async fn password_reset(
     if !state.store.is_configured() {
         return Err(Error::Disabled.into());
     }
+    // A bounded number of requests are worked on at once; past that the
+    // answer is 503, the same for every email, instead of a task per
+    // request piling up.
+    let Ok(job) = state.reset_jobs.clone().try_acquire_owned() else {
+        let mut busy = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "too many password reset requests at once; try again",
+        );
+        busy.retry_after = Some(Duration::from_secs(1));
+        return Err(busy);
+    };
     tokio::spawn(async move {
+        let _job = job;
         match state
             .store
             .request_password_reset(&body.email, &ResetPolicy::default(), &meta)
@@ -550,7 +806,7 @@ struct ResetConfirm {
 async fn password_reset_confirm(
     State(state): State<AppState>,
     Meta(meta): Meta,
-    Json(body): Json<ResetConfirm>,
+    JsonBody(body): JsonBody<ResetConfirm>,
 ) -> ApiResult<Json<Value>> {
     if body.new_password != body.confirm_password {
         return Err(Error::validation("confirmPassword", "does not match newPassword").into());
@@ -574,7 +830,7 @@ async fn update_profile(
     State(state): State<AppState>,
     current: CurrentUser,
     Meta(meta): Meta,
-    Json(update): Json<ProfileUpdate>,
+    JsonBody(update): JsonBody<ProfileUpdate>,
 ) -> ApiResult<Json<User>> {
     Ok(Json(
         state
@@ -595,7 +851,7 @@ async fn change_password(
     State(state): State<AppState>,
     current: CurrentUser,
     Meta(meta): Meta,
-    Json(body): Json<PasswordChange>,
+    JsonBody(body): JsonBody<PasswordChange>,
 ) -> ApiResult<Response> {
     state
         .store
@@ -662,7 +918,7 @@ struct UserListQuery {
 async fn list_users(
     State(state): State<AppState>,
     _admin: Admin,
-    Query(q): Query<UserListQuery>,
+    UrlQuery(q): UrlQuery<UserListQuery>,
 ) -> ApiResult<Json<Page<User>>> {
     let filter = UserFilter {
         role: q.role.as_deref().map(str::parse::<Role>).transpose()?,
@@ -685,8 +941,8 @@ async fn change_role(
     State(state): State<AppState>,
     Admin(admin): Admin,
     Meta(meta): Meta,
-    Path(id): Path<Uuid>,
-    Json(body): Json<RoleChange>,
+    UrlPath(id): UrlPath<Uuid>,
+    JsonBody(body): JsonBody<RoleChange>,
 ) -> ApiResult<Json<User>> {
     let role: Role = body.role.parse()?;
     Ok(Json(
@@ -706,8 +962,8 @@ async fn block(
     State(state): State<AppState>,
     Admin(admin): Admin,
     Meta(meta): Meta,
-    Path(id): Path<Uuid>,
-    Json(body): Json<BlockBody>,
+    UrlPath(id): UrlPath<Uuid>,
+    JsonBody(body): JsonBody<BlockBody>,
 ) -> ApiResult<Json<User>> {
     Ok(Json(
         state
@@ -721,7 +977,7 @@ async fn unblock(
     State(state): State<AppState>,
     Admin(admin): Admin,
     Meta(meta): Meta,
-    Path(id): Path<Uuid>,
+    UrlPath(id): UrlPath<Uuid>,
 ) -> ApiResult<Json<User>> {
     Ok(Json(
         state
@@ -735,7 +991,7 @@ async fn delete_user(
     State(state): State<AppState>,
     Admin(admin): Admin,
     Meta(meta): Meta,
-    Path(id): Path<Uuid>,
+    UrlPath(id): UrlPath<Uuid>,
 ) -> ApiResult<StatusCode> {
     state.store.delete_user(admin.id, UserId(id), &meta).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -744,8 +1000,8 @@ async fn delete_user(
 async fn audit(
     State(state): State<AppState>,
     _admin: Admin,
-    Path(id): Path<Uuid>,
-    Query(q): Query<PageQuery>,
+    UrlPath(id): UrlPath<Uuid>,
+    UrlQuery(q): UrlQuery<PageQuery>,
 ) -> ApiResult<Json<Value>> {
     let page = state
         .store
@@ -757,7 +1013,7 @@ async fn audit(
 async fn pending_resets(
     State(state): State<AppState>,
     _admin: Admin,
-    Query(q): Query<PageQuery>,
+    UrlQuery(q): UrlQuery<PageQuery>,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(json!(
         state.store.pending_password_resets(&q.page()).await?
@@ -776,7 +1032,7 @@ struct CreateConversation {
 async fn create_conversation(
     State(state): State<AppState>,
     current: CurrentUser,
-    Json(body): Json<CreateConversation>,
+    JsonBody(body): JsonBody<CreateConversation>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let new = NewConversation {
         user_id: current.user.id,
@@ -791,7 +1047,7 @@ async fn create_conversation(
 async fn list_conversations(
     State(state): State<AppState>,
     current: CurrentUser,
-    Query(q): Query<PageQuery>,
+    UrlQuery(q): UrlQuery<PageQuery>,
 ) -> ApiResult<Json<Value>> {
     let page = state
         .store
@@ -803,7 +1059,7 @@ async fn list_conversations(
 async fn get_conversation(
     State(state): State<AppState>,
     current: CurrentUser,
-    Path(id): Path<Uuid>,
+    UrlPath(id): UrlPath<Uuid>,
 ) -> ApiResult<Json<Value>> {
     Ok(Json(json!(
         state.store.conversation(current.user.id, id).await?
@@ -813,7 +1069,7 @@ async fn get_conversation(
 async fn delete_conversation(
     State(state): State<AppState>,
     current: CurrentUser,
-    Path(id): Path<Uuid>,
+    UrlPath(id): UrlPath<Uuid>,
 ) -> ApiResult<StatusCode> {
     state.store.delete_conversation(current.user.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -830,8 +1086,8 @@ struct MessageQuery {
 async fn list_messages(
     State(state): State<AppState>,
     current: CurrentUser,
-    Path(id): Path<Uuid>,
-    Query(q): Query<MessageQuery>,
+    UrlPath(id): UrlPath<Uuid>,
+    UrlQuery(q): UrlQuery<MessageQuery>,
 ) -> ApiResult<Json<Value>> {
     let order = match q.order.as_deref() {
         None | Some("desc") => MessageOrder::NewestFirst,
@@ -859,8 +1115,8 @@ struct PostMessage {
 async fn post_message(
     State(state): State<AppState>,
     current: CurrentUser,
-    Path(id): Path<Uuid>,
-    Json(body): Json<PostMessage>,
+    UrlPath(id): UrlPath<Uuid>,
+    JsonBody(body): JsonBody<PostMessage>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let new = NewMessage {
         role: body.role,

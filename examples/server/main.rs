@@ -34,6 +34,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         mailer: Arc::new(app::LogMailer),
         started: Instant::now(),
         cookies: session_secrets()?,
+        health_token: std::env::var("HEALTH_TOKEN")
+            .ok()
+            .filter(|t| !t.trim().is_empty()),
+        reset_jobs: Arc::new(tokio::sync::Semaphore::new(app::RESET_JOBS)),
+        rate_limit: rate_limit()?,
     };
     let routes =
         app::router(state, &base).into_make_service_with_connect_info::<std::net::SocketAddr>();
@@ -69,6 +74,31 @@ fn session_secrets() -> Result<pronghorn_db::CookieSigner, Box<dyn std::error::E
             Ok(pronghorn_db::CookieSigner::new([secret.expose()])?)
         }
     }
+}
+
+/// The API's per-address rate limit from `RATE_LIMIT_WINDOW_MS` and
+/// `RATE_LIMIT_MAX_REQUESTS` (the template's variables and defaults); a
+/// value that is not a positive whole number is an error naming it.
+fn rate_limit() -> Result<app::RateLimit, Box<dyn std::error::Error>> {
+    let read = |name: &str| -> Result<Option<u64>, Box<dyn std::error::Error>> {
+        match std::env::var(name) {
+            Ok(v) if !v.trim().is_empty() => match v.trim().parse::<u64>() {
+                Ok(n) if n > 0 => Ok(Some(n)),
+                _ => Err(format!("{name}: '{}' is not a positive whole number", v.trim()).into()),
+            },
+            _ => Ok(None),
+        }
+    };
+    let defaults = app::RateLimit::default();
+    Ok(app::RateLimit {
+        window: read("RATE_LIMIT_WINDOW_MS")?
+            .map_or(defaults.window, std::time::Duration::from_millis),
+        max_requests: match read("RATE_LIMIT_MAX_REQUESTS")? {
+            None => defaults.max_requests,
+            Some(n) => u32::try_from(n)
+                .map_err(|_| format!("RATE_LIMIT_MAX_REQUESTS: {n} is too large"))?,
+        },
+    })
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -311,3 +311,25 @@ impl Drop for TestDb {
         .join();
     }
 }
+
+/// Waits until `n` sessions of the client's database wait for a lock (as
+/// `pg_stat_activity` shows), so that a test knows a call is blocked
+/// instead of guessing from a sleep. Panics after about 5 s.
+pub async fn until_waiting(client: &tokio_postgres::Client, n: i64) {
+    for _ in 0..500 {
+        let waiting: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get(0);
+        if waiting >= n {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("{n} sessions never waited for a lock");
+}

@@ -30,6 +30,9 @@ impl app::Mailer for Outbox {
 /// rotation.
 pub const SESSION_SECRET: &str = "example-test-secret,example-retired-secret";
 
+/// The example's `HEALTH_TOKEN` in these tests.
+pub const HEALTH_TOKEN: &str = "example-test-health-token";
+
 pub struct Server {
     /// The API's base URL (`http://127.0.0.1:<port>/api/v1`).
     pub base: String,
@@ -39,12 +42,29 @@ pub struct Server {
 
 /// Serves the example app on the store, under `/api/v1`.
 pub async fn serve(store: Arc<dyn Store>, outbox: Arc<Outbox>) -> Server {
-    let state = app::AppState {
+    serve_state(state(store, outbox)).await
+}
+
+/// The state `serve` uses, for a test to change before `serve_state`.
+pub fn state(store: Arc<dyn Store>, outbox: Arc<Outbox>) -> app::AppState {
+    app::AppState {
         store,
         mailer: outbox,
         started: Instant::now(),
         cookies: pronghorn_db::CookieSigner::from_setting(SESSION_SECRET).expect("secret"),
-    };
+        health_token: Some(HEALTH_TOKEN.to_owned()),
+        reset_jobs: Arc::new(tokio::sync::Semaphore::new(app::RESET_JOBS)),
+        // Generous: the tests of other things make many requests from one
+        // address; the limit itself is tested with a state of its own.
+        rate_limit: app::RateLimit {
+            window: std::time::Duration::from_secs(60),
+            max_requests: 100_000,
+        },
+    }
+}
+
+/// Serves the example app with this state, under `/api/v1`.
+pub async fn serve_state(state: app::AppState) -> Server {
     let routes = app::router(state, "/api/v1").into_make_service_with_connect_info::<SocketAddr>();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
