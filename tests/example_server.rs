@@ -388,6 +388,17 @@ async fn account(store: &Arc<dyn Store>, email: &str, password: &str, role: Role
         .to_string()
 }
 
+/// Every one of these cookies gets 401 from `/auth/me` after `what`.
+async fn assert_logged_out(s: &Server, cookies: &[String], what: &str) {
+    for cookie in cookies {
+        assert_eq!(
+            me_status(s, cookie).await,
+            StatusCode::UNAUTHORIZED,
+            "{what}"
+        );
+    }
+}
+
 /// What `/auth/me` answers to this cookie.
 async fn me_status(s: &Server, cookie: &str) -> StatusCode {
     call(s, M::GET, "/auth/me", None, Some(cookie)).await.0
@@ -582,13 +593,7 @@ async fn role_changes_blocks_and_deletions_end_the_targets_sessions_not_the_admi
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    for cookie in &cats {
-        assert_eq!(
-            me_status(&s, cookie).await,
-            StatusCode::UNAUTHORIZED,
-            "role change"
-        );
-    }
+    assert_logged_out(&s, &cats, "role change").await;
     assert_eq!(me_status(&s, &root).await, StatusCode::OK);
 
     let dan = account(&store, "dan@example.com", "user-password-1", Role::User).await;
@@ -602,13 +607,7 @@ async fn role_changes_blocks_and_deletions_end_the_targets_sessions_not_the_admi
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    for cookie in &dans {
-        assert_eq!(
-            me_status(&s, cookie).await,
-            StatusCode::UNAUTHORIZED,
-            "block"
-        );
-    }
+    assert_logged_out(&s, &dans, "block").await;
     assert_eq!(session_rows_of(&db, &dan).await, 0);
     // Unblocked, the old cookies stay dead.
     let (status, _, _) = call(
@@ -620,39 +619,21 @@ async fn role_changes_blocks_and_deletions_end_the_targets_sessions_not_the_admi
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    for cookie in &dans {
-        assert_eq!(
-            me_status(&s, cookie).await,
-            StatusCode::UNAUTHORIZED,
-            "unblock"
-        );
-    }
+    assert_logged_out(&s, &dans, "unblock").await;
     assert_eq!(me_status(&s, &boss).await, StatusCode::OK);
 
     let eve = account(&store, "eve@example.com", "user-password-1", Role::User).await;
     let eves = two_logins("eve@example.com").await;
     let (status, body, _) = call(&s, M::DELETE, &format!("/users/{eve}"), None, Some(&root)).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
-    for cookie in &eves {
-        assert_eq!(
-            me_status(&s, cookie).await,
-            StatusCode::UNAUTHORIZED,
-            "delete"
-        );
-    }
+    assert_logged_out(&s, &eves, "delete").await;
     assert_eq!(session_rows_of(&db, &eve).await, 0);
 
     let fay = account(&store, "fay@example.com", "user-password-1", Role::User).await;
     let fays = two_logins("fay@example.com").await;
     let (status, _, _) = call(&s, M::DELETE, "/users/me", None, Some(&fays[0])).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
-    for cookie in &fays {
-        assert_eq!(
-            me_status(&s, cookie).await,
-            StatusCode::UNAUTHORIZED,
-            "self-delete"
-        );
-    }
+    assert_logged_out(&s, &fays, "self-delete").await;
     assert_eq!(session_rows_of(&db, &fay).await, 0);
 
     for cookie in [&root, &boss] {
