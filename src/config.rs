@@ -156,6 +156,8 @@ pub enum ConfigSource {
     ConnectionString,
     /// `DB_HOST`, `DB_PORT`, `DB_NAME`, `DB_USER`, `DB_PASSWORD`.
     Parts,
+    /// `DATABASE_URL`, the diesel CLI's variable: the last fallback.
+    DatabaseUrl,
 }
 
 /// A complete, validated database configuration.
@@ -313,6 +315,7 @@ pub const VARIABLES: &[&str] = &[
     "DB_KEEPALIVES_IDLE",
     "DB_TCP_USER_TIMEOUT",
     "DB_READ_REPLICA_URLS",
+    "DATABASE_URL",
     "DB_REPLICA_MAX_LAG_MS",
     "APP_NAME",
 ];
@@ -452,15 +455,9 @@ impl DbConfig {
             tcp,
         };
 
-        match get("DB_CONNECTION_STRING") {
-            None => reasons.push("DB_CONNECTION_STRING is not set".to_owned()),
-            Some(s) if s.to_ascii_lowercase().contains(PLACEHOLDER) => {
-                reasons.push("DB_CONNECTION_STRING holds a placeholder (your_...)".to_owned())
-            }
-            Some(s) if conninfo::strip_scheme(s.trim()).is_none() => reasons.push(
-                "DB_CONNECTION_STRING does not start with postgres:// or postgresql://".to_owned(),
-            ),
-            Some(s) => {
+        match usable_string("DB_CONNECTION_STRING", get("DB_CONNECTION_STRING")) {
+            Err(reason) => reasons.push(reason),
+            Ok(s) => {
                 let primary = from_string("DB_CONNECTION_STRING", &s, base.clone())?;
                 return with_replicas(primary, &mut get, base)
                     .map(|c| Configuration::Configured(Box::new(c)));
@@ -509,6 +506,16 @@ impl DbConfig {
                     replica_max_lag: Duration::ZERO,
                     source: ConfigSource::Parts,
                 };
+                return with_replicas(primary, &mut get, base)
+                    .map(|c| Configuration::Configured(Box::new(c)));
+            }
+        }
+        // Last: the diesel CLI's variable, so that one `.env` serves both.
+        match usable_string("DATABASE_URL", get("DATABASE_URL")) {
+            Err(reason) => reasons.push(reason),
+            Ok(s) => {
+                let mut primary = from_string("DATABASE_URL", &s, base.clone())?;
+                primary.source = ConfigSource::DatabaseUrl;
                 return with_replicas(primary, &mut get, base)
                     .map(|c| Configuration::Configured(Box::new(c)));
             }
@@ -894,6 +901,21 @@ fn from_string(var: &'static str, s: &str, base: Base) -> Result<DbConfig, Confi
         replica_max_lag: Duration::ZERO,
         source: ConfigSource::ConnectionString,
     })
+}
+
+/// A connection-string variable's value when it is one to use; otherwise
+/// why not (unset, a `your_` placeholder, or no `postgres://` scheme).
+fn usable_string(var: &str, value: Option<String>) -> Result<String, String> {
+    match value {
+        None => Err(format!("{var} is not set")),
+        Some(s) if s.to_ascii_lowercase().contains(PLACEHOLDER) => {
+            Err(format!("{var} holds a placeholder (your_...)"))
+        }
+        Some(s) if conninfo::strip_scheme(s.trim()).is_none() => Err(format!(
+            "{var} does not start with postgres:// or postgresql://"
+        )),
+        Some(s) => Ok(s),
+    }
 }
 
 fn parse_db_ssl(v: &str) -> Result<SslMode, String> {
@@ -1395,5 +1417,43 @@ mod tests {
             c.redacted_target(),
             "postgres://postgres@127.0.0.1:5432/postgres"
         );
+    }
+
+    #[test]
+    fn database_url_is_the_last_fallback() {
+        let url = (
+            "DATABASE_URL",
+            "postgres://cli:clipw@cli.example:6543/clidb",
+        );
+        let c = configured(&[url]);
+        assert_eq!(c.source(), ConfigSource::DatabaseUrl);
+        assert_eq!(
+            c.redacted_target(),
+            "postgres://cli:***@cli.example:6543/clidb"
+        );
+        // The crate's own variables win over it.
+        let c = configured(&[
+            url,
+            ("DB_CONNECTION_STRING", "postgres://own@own.example/own"),
+        ]);
+        assert_eq!(c.source(), ConfigSource::ConnectionString);
+        let mut with_parts = PARTS.to_vec();
+        with_parts.push(url);
+        assert_eq!(configured(&with_parts).source(), ConfigSource::Parts);
+        // Its own problems are reasons or errors naming it.
+        let reason = not_configured(&[("DATABASE_URL", "postgres://u:your_password@h/db")]);
+        assert!(
+            reason.contains("DATABASE_URL holds a placeholder"),
+            "{reason}"
+        );
+        let reason = not_configured(&[("DATABASE_URL", "mysql://u@h/db")]);
+        assert!(
+            reason.contains("DATABASE_URL does not start with postgres://"),
+            "{reason}"
+        );
+        assert!(not_configured(&[]).contains("DATABASE_URL is not set"));
+        let e = error(&[("DATABASE_URL", "postgres://u:secretpw@h:notaport/db")]);
+        assert_eq!(e.variable, "DATABASE_URL");
+        assert!(!e.to_string().contains("secretpw"), "{e}");
     }
 }

@@ -51,7 +51,11 @@ fn url_with_sentinel() -> impl Strategy<Value = String> {
 }
 
 /// The variables that hold connection strings.
-const URL_VARIABLES: [&str; 2] = ["DB_CONNECTION_STRING", "DB_READ_REPLICA_URLS"];
+const URL_VARIABLES: [&str; 3] = [
+    "DB_CONNECTION_STRING",
+    "DB_READ_REPLICA_URLS",
+    "DATABASE_URL",
+];
 
 fn vars() -> impl Strategy<Value = HashMap<&'static str, String>> {
     let strategies: Vec<_> = VARIABLES
