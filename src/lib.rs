@@ -82,7 +82,7 @@ use std::sync::Arc;
 /// Never fails because the configuration is missing or the server is down;
 /// fails with [`Error::Config`] only when a value is malformed.
 pub async fn connect_from_env() -> Result<Arc<dyn Store>> {
-    store_from(DbConfig::from_env()?).await
+    Ok(Database::open_from_env().await?.store)
 }
 
 /// Builds the store for an already-read [`Configuration`], as
@@ -91,15 +91,62 @@ pub async fn connect_from_env() -> Result<Arc<dyn Store>> {
 ///
 /// Fails with [`Error::Config`] only when the TLS settings cannot be built.
 pub async fn store_from(configuration: Configuration) -> Result<Arc<dyn Store>> {
-    match configuration {
-        Configuration::NotConfigured { reason } => {
-            tracing::info!(
-                %reason,
-                "database disabled: set DB_CONNECTION_STRING, or DB_HOST and DB_PASSWORD, to enable it"
-            );
-            Ok(Arc::new(DisabledStore::new(reason)))
+    Ok(Database::open(configuration).await?.store)
+}
+
+/// Everything an application needs from the data layer, from one call.
+///
+/// `store` serves the crate's methods with or without a database.
+/// `pg` is the same [`PgStore`] when a database is configured, for the
+/// application's own queries on its own tables and for transactions that
+/// span its tables and the crate's ([`PgStore::transaction`]); `None` when
+/// the database is disabled.
+#[derive(Clone)]
+pub struct Database {
+    /// The store for the crate's methods: the [`PgStore`] below, or a
+    /// [`DisabledStore`].
+    pub store: Arc<dyn Store>,
+    /// The store as a [`PgStore`], when a database is configured.
+    pub pg: Option<Arc<PgStore>>,
+}
+
+impl Database {
+    /// Opens what the environment configures, as [`connect_from_env`]
+    /// does (tests the connection once, honours `DB_AUTO_MIGRATE`, logs
+    /// why the database is disabled when it is).
+    ///
+    /// Fails with [`Error::Config`] only when a value is malformed.
+    pub async fn open_from_env() -> Result<Database> {
+        Database::open(DbConfig::from_env()?).await
+    }
+
+    /// Opens what `configuration` says: a [`PgStore`] via [`connect`], or
+    /// a [`DisabledStore`] with one log line saying why and how to
+    /// configure.
+    ///
+    /// Fails with [`Error::Config`] only when the TLS settings cannot be
+    /// built.
+    pub async fn open(configuration: Configuration) -> Result<Database> {
+        match configuration {
+            Configuration::NotConfigured { reason } => {
+                tracing::info!(
+                    %reason,
+                    "database disabled: set DB_CONNECTION_STRING, or DB_HOST and DB_PASSWORD, \
+                     or DATABASE_URL, to enable it"
+                );
+                Ok(Database {
+                    store: Arc::new(DisabledStore::new(reason)),
+                    pg: None,
+                })
+            }
+            Configuration::Configured(config) => {
+                let pg = Arc::new(connect(*config).await?);
+                Ok(Database {
+                    store: pg.clone(),
+                    pg: Some(pg),
+                })
+            }
         }
-        Configuration::Configured(config) => Ok(Arc::new(connect(*config).await?)),
     }
 }
 

@@ -28,6 +28,51 @@ async fn nothing_configured_gives_a_disabled_store() {
 }
 
 #[tokio::test]
+async fn one_call_gives_an_app_the_store_and_its_pg_store() {
+    let disabled = pronghorn_db::Database::open(DbConfig::from_lookup(|_| None).expect("read"))
+        .await
+        .expect("open");
+    assert!(disabled.pg.is_none());
+    assert!(matches!(
+        disabled.store.server_info().await,
+        Err(Error::Disabled)
+    ));
+
+    let db = common::TestDb::migrated().await;
+    let url = db.url();
+    let opened = pronghorn_db::Database::open(
+        DbConfig::from_lookup(|k| (k == "DB_CONNECTION_STRING").then(|| url.clone()))
+            .expect("read"),
+    )
+    .await
+    .expect("open");
+    let pg = opened.pg.clone().expect("a PgStore when configured");
+    // One store behind both handles: a write through the PgStore's
+    // transaction is what the store reads.
+    pg.transaction(|conn| {
+        Box::pin(async move {
+            diesel_async::RunQueryDsl::execute(
+                diesel::sql_query(
+                    "INSERT INTO users (email, display_name) VALUES ('both@example.com', 'Both')",
+                ),
+                conn,
+            )
+            .await?;
+            Ok::<_, Error>(())
+        })
+    })
+    .await
+    .expect("transaction");
+    let user = opened
+        .store
+        .user_by_email("both@example.com")
+        .await
+        .expect("the store sees it");
+    assert_eq!(user.display_name, "Both");
+    assert_eq!(pg.pool_stats(), opened.store.pool_stats());
+}
+
+#[tokio::test]
 async fn closed_port_fails_within_the_connection_timeout() {
     let timeout_ms = 1000;
     let config = configured(&[
