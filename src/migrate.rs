@@ -92,38 +92,71 @@ where
     store.settle(result)
 }
 
-fn all_migrations() -> Result<Vec<Box<dyn Migration<Pg>>>> {
-    MigrationSource::<Pg>::migrations(&MIGRATIONS).map_err(migration_error)
+/// One application's embedded migrations beside the crate's: a set made
+/// with `diesel_migrations::embed_migrations!` and kept in a `const` or
+/// `static`.
+pub type MigrationSet = &'static EmbeddedMigrations;
+
+/// The crate's own set, alone.
+pub const CRATE_ONLY: &[MigrationSet] = &[&MIGRATIONS];
+
+fn migrations_of(set: MigrationSet) -> Result<Vec<Box<dyn Migration<Pg>>>> {
+    MigrationSource::<Pg>::migrations(set).map_err(migration_error)
 }
 
-fn find<'a>(
-    all: &'a [Box<dyn Migration<Pg>>],
-    version: &diesel::migration::MigrationVersion<'_>,
-) -> Result<&'a dyn Migration<Pg>> {
-    all.iter()
-        .find(|m| m.name().version() == *version)
-        .map(|m| &**m)
-        .ok_or_else(|| {
-            Error::Migration(format!(
-                "applied migration {version} is not one of this build's migrations"
-            ))
-        })
+/// Every migration of `sets`, oldest first by version. Fails when two
+/// sets hold the same version (they would share one history row).
+fn migrations_of_all(sets: &[MigrationSet]) -> Result<Vec<Box<dyn Migration<Pg>>>> {
+    let mut all = Vec::new();
+    for set in sets {
+        all.extend(migrations_of(set)?);
+    }
+    all.sort_by(|a, b| a.name().version().cmp(&b.name().version()));
+    if let Some(pair) = all
+        .windows(2)
+        .find(|w| w[0].name().version() == w[1].name().version())
+    {
+        return Err(Error::Migration(format!(
+            "{} and {} have the same version; one history cannot hold both",
+            pair[0].name(),
+            pair[1].name()
+        )));
+    }
+    Ok(all)
 }
 
-/// Applies every pending migration, oldest first, calling `progress` after
-/// each. Returns the names applied (empty when none was pending).
+/// Applies every pending migration of the crate's set, oldest first,
+/// calling `progress` after each. Returns the names applied (empty when
+/// none was pending).
 ///
 /// Fails with [`Error::Migration`] naming the migration that failed (the
 /// ones before it stay applied), or [`Error::Unavailable`].
-pub async fn run_pending_with(store: &PgStore, mut progress: Progress) -> Result<Vec<String>> {
+pub async fn run_pending_with(store: &PgStore, progress: Progress) -> Result<Vec<String>> {
+    run_pending_sets(store, CRATE_ONLY, progress).await
+}
+
+/// Applies every pending migration of `sets` (for example the crate's
+/// [`MIGRATIONS`] and an application's own set) as one history: all of
+/// them in version order, under the one advisory lock, calling `progress`
+/// after each. Versions applied by sets not given here are left alone.
+/// Returns the names applied.
+///
+/// Fails with [`Error::Migration`] naming the migration that failed (the
+/// ones before it stay applied) or two migrations with one version, or
+/// with [`Error::Unavailable`].
+pub async fn run_pending_sets(
+    store: &PgStore,
+    sets: &[MigrationSet],
+    mut progress: Progress,
+) -> Result<Vec<String>> {
+    let sets = sets.to_vec();
     locked(store, move |conn| {
-        let pending = conn
-            .pending_migrations(MIGRATIONS)
-            .map_err(migration_error)?;
+        let all = migrations_of_all(&sets)?;
+        let done = conn.applied_migrations().map_err(migration_error)?;
         let mut applied = Vec::new();
-        for m in pending {
+        for m in all.iter().filter(|m| !done.contains(&m.name().version())) {
             let name = m.name().to_string();
-            conn.run_migration(&*m)
+            conn.run_migration(&**m)
                 .map_err(|e| Error::Migration(format!("{name}: {e}")))?;
             progress(&MigrationEvent::Applied(name.clone()));
             applied.push(name);
@@ -138,18 +171,33 @@ pub async fn run_pending(store: &PgStore) -> Result<Vec<String>> {
     run_pending_with(store, Box::new(|_| {})).await
 }
 
-/// Reverts the newest applied migrations, newest first, calling `progress`
-/// after each. Returns the names reverted.
+/// Reverts the newest applied migrations of the crate's set, newest first,
+/// calling `progress` after each; versions applied by other sets (an
+/// application's) are someone else's and stay. Returns the names reverted.
 ///
-/// Fails with [`Error::Migration`] when a `down.sql` fails or an applied
-/// version is not among the embedded migrations.
+/// Fails with [`Error::Migration`] when a `down.sql` fails.
 pub async fn revert(
     store: &PgStore,
+    steps: RevertSteps,
+    progress: Progress,
+) -> Result<Vec<String>> {
+    revert_set(store, &MIGRATIONS, steps, progress).await
+}
+
+/// Reverts the newest applied migrations of `set`, newest first, calling
+/// `progress` after each. Versions applied by other sets are skipped, not
+/// reverted and not an error. Returns the names reverted.
+///
+/// Fails with [`Error::Migration`] when a `down.sql` fails (for example
+/// because another set's table still depends on what it drops).
+pub async fn revert_set(
+    store: &PgStore,
+    set: MigrationSet,
     steps: RevertSteps,
     mut progress: Progress,
 ) -> Result<Vec<String>> {
     locked(store, move |conn| {
-        let all = all_migrations()?;
+        let own = migrations_of(set)?;
         let mut reverted = Vec::new();
         loop {
             if let RevertSteps::Steps(n) = steps {
@@ -157,9 +205,9 @@ pub async fn revert(
                     break;
                 }
             }
-            let applied = conn.applied_migrations().map_err(migration_error)?;
-            let Some(newest) = applied.first() else { break };
-            let m = find(&all, newest)?;
+            let Some(m) = newest_applied(conn, &own)? else {
+                break;
+            };
             let name = m.name().to_string();
             conn.revert_migration(m)
                 .map_err(|e| Error::Migration(format!("{name}: {e}")))?;
@@ -171,18 +219,42 @@ pub async fn revert(
     .await
 }
 
-/// Reverts the newest applied migration and applies it again, in one
-/// locked session. Returns its name, or `None` when nothing is applied.
+/// The newest applied migration among `own`, or `None`.
+fn newest_applied<'a>(
+    conn: &mut SyncConn,
+    own: &'a [Box<dyn Migration<Pg>>],
+) -> Result<Option<&'a dyn Migration<Pg>>> {
+    let applied = conn.applied_migrations().map_err(migration_error)?;
+    Ok(own
+        .iter()
+        .filter(|m| applied.contains(&m.name().version()))
+        .max_by(|a, b| a.name().version().cmp(&b.name().version()))
+        .map(|m| &**m))
+}
+
+/// Reverts the newest applied migration of the crate's set and applies it
+/// again, in one locked session. Returns its name, or `None` when none is
+/// applied.
 ///
 /// Fails as [`revert`] and [`run_pending_with`] do.
-pub async fn redo(store: &PgStore, mut progress: Progress) -> Result<Option<String>> {
+pub async fn redo(store: &PgStore, progress: Progress) -> Result<Option<String>> {
+    redo_set(store, &MIGRATIONS, progress).await
+}
+
+/// [`redo`] for the newest applied migration of `set`; other sets'
+/// versions are left alone.
+///
+/// Fails as [`revert_set`] and [`run_pending_sets`] do.
+pub async fn redo_set(
+    store: &PgStore,
+    set: MigrationSet,
+    mut progress: Progress,
+) -> Result<Option<String>> {
     locked(store, move |conn| {
-        let all = all_migrations()?;
-        let applied = conn.applied_migrations().map_err(migration_error)?;
-        let Some(newest) = applied.first() else {
+        let own = migrations_of(set)?;
+        let Some(m) = newest_applied(conn, &own)? else {
             return Ok(None);
         };
-        let m = find(&all, newest)?;
         let name = m.name().to_string();
         conn.revert_migration(m)
             .map_err(|e| Error::Migration(format!("{name}: {e}")))?;
@@ -201,11 +273,21 @@ struct AppliedRow {
     version: String,
 }
 
-/// Every embedded migration, oldest first, with whether it is applied.
+/// Every migration of the crate's set, oldest first, with whether it is
+/// applied; versions other sets applied are not listed.
 ///
 /// Reads only: it takes no lock and creates nothing, so it suits health
 /// probes. Fails with [`Error::Unavailable`] or [`Error::Migration`].
 pub async fn list(store: &PgStore) -> Result<Vec<MigrationState>> {
+    list_sets(store, CRATE_ONLY).await
+}
+
+/// Every migration of `sets`, oldest first by version, with whether it is
+/// applied. Reads only, as [`list`].
+///
+/// Fails with [`Error::Unavailable`], or [`Error::Migration`] when two
+/// migrations share a version.
+pub async fn list_sets(store: &PgStore, sets: &[MigrationSet]) -> Result<Vec<MigrationState>> {
     use diesel_async::RunQueryDsl;
     let mut conn = store.conn().await?;
     let exists: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
@@ -225,8 +307,7 @@ pub async fn list(store: &PgStore) -> Result<Vec<MigrationState>> {
     } else {
         Vec::new()
     };
-    let mut all = all_migrations()?;
-    all.sort_by(|a, b| a.name().version().cmp(&b.name().version()));
+    let all = migrations_of_all(sets)?;
     Ok(all
         .iter()
         .map(|m| {

@@ -152,3 +152,121 @@ async fn a_failing_auto_migrate_is_logged_and_the_store_still_starts() {
         other => panic!("expected a migration error, got {other:?}"),
     }
 }
+
+/// An application's own migrations (a `notes` table referencing `users`,
+/// then a column added to it), embedded as a dependent app embeds its set.
+/// The first version falls between two of the crate's; the second is newer
+/// than all of them.
+const APP: diesel_migrations::EmbeddedMigrations =
+    diesel_migrations::embed_migrations!("tests/fixtures/app_migrations");
+
+async fn has_table(db: &TestDb, name: &str) -> bool {
+    db.client()
+        .await
+        .query_one("SELECT to_regclass($1) IS NOT NULL", &[&name])
+        .await
+        .expect("to_regclass")
+        .get(0)
+}
+
+#[tokio::test]
+async fn an_apps_migrations_share_the_crates_history() {
+    let db = TestDb::empty().await;
+    let store = db.store().await;
+    let sets: &[migrate::MigrationSet] = &[&migrate::MIGRATIONS, &APP];
+
+    // Applied together, in version order: the app's between the crate's.
+    let applied = migrate::run_pending_sets(&store, sets, Box::new(|_| {}))
+        .await
+        .expect("run both sets");
+    assert_eq!(applied.len(), total() + 2);
+    let mut sorted = applied.clone();
+    sorted.sort();
+    assert_eq!(applied, sorted, "version order across the sets");
+    let at = applied
+        .iter()
+        .position(|n| n == "2026-12-01-000001_create_notes")
+        .expect("the app's migration ran");
+    assert!(at > 0 && at < applied.len() - 2, "{applied:?}");
+    assert_eq!(
+        applied.last().map(String::as_str),
+        Some("2099-12-31-000001_add_notes_pinned")
+    );
+    assert!(has_table(&db, "notes").await);
+
+    // The crate's listing sees its own set, all applied, and does not
+    // trip over the app's version; the combined listing has both.
+    let crate_only = migrate::list(&store).await.expect("list");
+    assert_eq!(crate_only.len(), total());
+    assert!(crate_only.iter().all(|m| m.applied));
+    let both = migrate::list_sets(&store, sets).await.expect("list both");
+    assert_eq!(both.len(), total() + 2);
+
+    // The binary, which knows only the crate's set, reverts the crate's
+    // newest although the app's is newer, and lists only its own.
+    let bin = env!("CARGO_BIN_EXE_pronghorn-db");
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DB_CONNECTION_STRING", db.url())
+            .current_dir(env!("CARGO_TARGET_TMPDIR"))
+            .args(args)
+            .output()
+            .expect("run pronghorn-db")
+    };
+    let out = run(&["migrate", "revert"]);
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains(&crate_only.last().expect("newest").name),
+        "{said}"
+    );
+    assert!(!said.contains("add_notes_pinned"), "{said}");
+    let out = run(&["migrate", "run"]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = run(&["migrate", "list"]);
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{listed}");
+    assert!(!listed.contains("notes"), "{listed}");
+
+    // Reverting the crate's newest skips nothing of its own and leaves the
+    // app's migration applied; redo likewise.
+    let newest_crate = crate_only.last().expect("newest").name.clone();
+    let reverted = migrate::revert(&store, RevertSteps::Steps(1), Box::new(|_| {}))
+        .await
+        .expect("revert the crate's newest");
+    assert_eq!(reverted, [newest_crate.clone()]);
+    assert!(has_table(&db, "notes").await);
+    migrate::run_pending(&store).await.expect("re-apply");
+    assert_eq!(
+        migrate::redo(&store, Box::new(|_| {})).await.expect("redo"),
+        Some(newest_crate)
+    );
+
+    // The app reverts only its own.
+    let reverted = migrate::revert_set(&store, &APP, RevertSteps::All, Box::new(|_| {}))
+        .await
+        .expect("revert the app's set");
+    assert_eq!(
+        reverted,
+        [
+            "2099-12-31-000001_add_notes_pinned",
+            "2026-12-01-000001_create_notes"
+        ]
+    );
+    assert!(!has_table(&db, "notes").await);
+    assert!(has_table(&db, "users").await);
+    assert_eq!(applied_count(&db).await, total() as i64);
+
+    // Two sets holding one version cannot share a history.
+    let clash: &[migrate::MigrationSet] = &[&APP, &APP];
+    match migrate::run_pending_sets(&store, clash, Box::new(|_| {})).await {
+        Err(pronghorn_db::Error::Migration(m)) => assert!(
+            m.contains("have the same version; one history cannot hold both"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+}
