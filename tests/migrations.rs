@@ -237,7 +237,7 @@ async fn an_apps_migrations_share_the_crates_history() {
     let reverted = migrate::revert(&store, RevertSteps::Steps(1), Box::new(|_| {}))
         .await
         .expect("revert the crate's newest");
-    assert_eq!(reverted, [newest_crate.clone()]);
+    assert_eq!(reverted, std::slice::from_ref(&newest_crate));
     assert!(has_table(&db, "notes").await);
     migrate::run_pending(&store).await.expect("re-apply");
     assert_eq!(
