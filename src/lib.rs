@@ -33,6 +33,7 @@
 pub mod config;
 mod conninfo;
 pub mod error;
+pub mod extend;
 pub mod functions;
 pub mod migrate;
 pub mod models;
@@ -72,6 +73,11 @@ pub use store::{
 pub use token::Token;
 
 use std::sync::Arc;
+
+/// The Diesel this crate is built with, for [`join_crate_tables!`]'s
+/// expansion in applications.
+#[doc(hidden)]
+pub use diesel as __diesel;
 
 /// Builds the store the environment asks for: a [`PgStore`] when a database
 /// is configured, else a [`DisabledStore`] (logging one line that says why and
