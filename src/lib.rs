@@ -45,6 +45,8 @@ pub mod repo;
 pub mod schema;
 pub mod seed;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod tls;
 pub mod token;
 pub mod validate;
