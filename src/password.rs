@@ -258,8 +258,16 @@ impl Passwords {
         match self.dummy.get() {
             Some(stored) => {
                 let stored = stored.clone();
-                let password: String = password.chars().take(MAX_PASSWORD_BYTES).collect();
-                self.verify(&password, &stored).await.map(|_| Verified::No)
+                // Cut to at most MAX_PASSWORD_BYTES bytes on a character
+                // boundary, so that an over-long input is still checked
+                // (and costs a check) rather than refused at once.
+                let mut end = password.len().min(MAX_PASSWORD_BYTES);
+                while !password.is_char_boundary(end) {
+                    end -= 1;
+                }
+                self.verify(&password[..end], &stored)
+                    .await
+                    .map(|_| Verified::No)
             }
             None => {
                 let made = self.rehash(DUMMY_PASSWORD).await?;

@@ -299,3 +299,38 @@ async fn a_real_login_completes_during_a_flood_on_other_accounts() {
     // The bound: the 2 s wait, then one more try with the queue drained.
     assert!(took < Duration::from_secs(4), "{took:?} in {tries} tries");
 }
+
+#[tokio::test]
+async fn guessing_the_current_password_through_a_password_change_is_throttled_too() {
+    let db = TestDb::migrated().await;
+    let store = store_with(&db, &[("LOGIN_MAX_FAILURES", "3")]).await;
+    let victim = store
+        .create_user(NewLocalUser::new("held@example.com", PW, "Held"))
+        .await
+        .expect("user");
+    let meta = pronghorn_db::RequestMeta::default();
+    // Someone with the victim's session guesses the current password.
+    for i in 0..3 {
+        let r = store
+            .change_password(
+                victim.id,
+                &format!("guess {i} guess"),
+                "new password 1",
+                &meta,
+            )
+            .await;
+        assert!(matches!(r, Err(Error::InvalidCredentials)), "{r:?}");
+    }
+    let checks = store.passwords().verifications();
+    let r = store
+        .change_password(victim.id, PW, "new password 1", &meta)
+        .await;
+    assert!(matches!(r, Err(Error::LoginThrottled { .. })), "{r:?}");
+    assert_eq!(
+        store.passwords().verifications(),
+        checks,
+        "refused before hashing"
+    );
+    // The same count guards the login.
+    assert!(throttled(&store.authenticate("held@example.com", PW).await));
+}

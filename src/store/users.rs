@@ -841,6 +841,10 @@ impl UserStore for PgStore {
         observed!(self.slow(), "change_password", async {
             crate::password::validate_new(new)?;
             let user = self.user_by_id(id).await?;
+            // Guesses of the current password count as failed logins of
+            // the account's email, so that a stolen session cannot try
+            // passwords here past the limit that stops it at login.
+            self.count_login_attempt(&email_digest(&user.email)).await?;
             let Some(stored) = user.password_hash.clone() else {
                 self.passwords().verify_dummy(current).await?;
                 return Err(Error::InvalidCredentials);
@@ -902,12 +906,7 @@ impl UserStore for PgStore {
             let found = match attempt {
                 Ok(found) => found,
                 Err(window_started) => {
-                    let ends = window_started
-                        + chrono::Duration::from_std(limits.failure_window).unwrap_or_default();
-                    let left = (ends - chrono::Utc::now()).to_std().unwrap_or_default();
-                    return Err(Error::LoginThrottled {
-                        retry_after: left.max(std::time::Duration::from_secs(1)),
-                    });
+                    return Err(throttled(window_started, limits.failure_window))
                 }
             };
             // Every outcome costs one check against a hash of the current
@@ -934,8 +933,18 @@ impl UserStore for PgStore {
                 return Err(Error::AccountBlocked);
             }
             let id = user.id;
-            if verified == Verified::YesNeedsRehash {
-                let new = self.passwords().rehash(password).await?;
+            // An upgrade is worth a hash only when a slot is free: under
+            // load the login succeeds and the upgrade waits for a later one.
+            let upgrade = if verified == Verified::YesNeedsRehash {
+                match self.passwords().rehash(password).await {
+                    Ok(new) => Some(new),
+                    Err(Error::Unavailable { .. }) => None,
+                    Err(e) => return Err(e),
+                }
+            } else {
+                None
+            };
+            if let Some(new) = upgrade {
                 let replaced = new.clone();
                 let upgraded = self
                     .with_conn(move |conn| {
@@ -1269,4 +1278,33 @@ fn login_window(window: std::time::Duration) -> Result<diesel::pg::data_types::P
         window,
         chrono::Duration::days(30),
     )
+}
+
+/// The refusal for an email whose window began at `window_started`.
+fn throttled(window_started: chrono::DateTime<chrono::Utc>, window: std::time::Duration) -> Error {
+    let ends = window_started + chrono::Duration::from_std(window).unwrap_or_default();
+    let left = (ends - chrono::Utc::now()).to_std().unwrap_or_default();
+    Error::LoginThrottled {
+        retry_after: left.max(std::time::Duration::from_secs(1)),
+    }
+}
+
+impl PgStore {
+    /// Counts one password attempt for `digest` (see
+    /// [`UserStore::authenticate`]); fails with [`Error::LoginThrottled`]
+    /// past the limit, before any hash runs.
+    async fn count_login_attempt(&self, digest: &str) -> Result<()> {
+        let limits = self.config().login();
+        let window = login_window(limits.failure_window)?;
+        let digest = digest.to_owned();
+        let (count, started) = self
+            .with_conn(move |conn| {
+                Box::pin(async move { login_repo::count_attempt(conn, &digest, window).await })
+            })
+            .await?;
+        if count > i32::try_from(limits.max_failures).unwrap_or(i32::MAX) {
+            return Err(throttled(started, limits.failure_window));
+        }
+        Ok(())
+    }
 }
