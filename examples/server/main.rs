@@ -40,6 +40,39 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         reset_jobs: Arc::new(tokio::sync::Semaphore::new(app::RESET_JOBS)),
         rate_limit: rate_limit()?,
     };
+    // Rows that no longer serve anyone are deleted every ten minutes:
+    // expired sessions and refresh tokens, and login-attempt counts whose
+    // window has passed (one row per email ever tried).
+    let janitor = tokio::spawn({
+        let store = store.clone();
+        async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+            loop {
+                every.tick().await;
+                if !store.is_configured() {
+                    continue;
+                }
+                let swept = (
+                    store.delete_expired_sessions().await,
+                    store.delete_expired_refresh_tokens().await,
+                    store.prune_login_failures().await,
+                );
+                match swept {
+                    (Ok(s), Ok(t), Ok(l)) => tracing::debug!(
+                        sessions = s,
+                        refresh_tokens = t,
+                        login_counts = l,
+                        "deleted expired rows"
+                    ),
+                    (s, t, l) => {
+                        for e in [s.err(), t.err(), l.err()].into_iter().flatten() {
+                            tracing::warn!(error = %e, "deleting expired rows failed");
+                        }
+                    }
+                }
+            }
+        }
+    });
     let routes =
         app::router(state, &base).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let listener = tokio::net::TcpListener::bind((host.as_str(), port)).await?;
@@ -49,6 +82,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
 
     // In-flight requests have finished; close the pool.
+    janitor.abort();
     store.close().await;
     tracing::info!("stopped");
     Ok(())

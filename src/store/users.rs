@@ -65,7 +65,8 @@ impl RequestMeta {
 pub struct NewLocalUser {
     /// Login email; trimmed and lower-cased before it is stored.
     pub email: String,
-    /// The password (hashed with argon2id; never stored as given).
+    /// The password (hashed with the configured scheme, argon2id by default;
+    /// never stored as given).
     pub password: String,
     /// The name shown in the UI (at most 100 characters).
     pub display_name: String,
@@ -215,7 +216,7 @@ impl AuditAction {
 /// store a lost connection is [`Error::Unavailable`].
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// Creates a local user (argon2id password hash).
+    /// Creates a local user (password hashed with the configured scheme).
     ///
     /// Fails with [`Error::Conflict`] on `users_email_key` when the email is
     /// taken (compared ignoring case).
