@@ -131,9 +131,9 @@ pub trait PasswordResetStore: Send + Sync {
     ) -> Result<ResetRequested>;
 
     /// Redeems a reset token: in one transaction, sets the new password
-    /// (hashed with the configured scheme), marks the request used, ends the account's other pending
-    /// requests, ends every session of the account and revokes all its
-    /// refresh tokens (as
+    /// (hashed with the configured scheme), marks the request used, ends
+    /// the account's other pending requests, ends every session of the
+    /// account and revokes all its refresh tokens (as
     /// [`SessionStore::end_all_sessions`](super::SessionStore::end_all_sessions)),
     /// and audits `password_reset {requestId}`. Returns the updated user.
     ///
