@@ -246,7 +246,10 @@ fn refuse_in_production(production: bool, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// Sets the password of every seed user that exists; returns their emails.
+/// Sets the password of every account with a seed email (whoever made
+/// it) and ends that account's sessions and refresh tokens, in one
+/// transaction; returns their emails. A development tool: it is refused in
+/// production.
 ///
 /// Fails with [`Error::Forbidden`] in production (nothing changes) and with
 /// [`Error::Validation`] on `password` when it is unacceptable.
@@ -264,6 +267,9 @@ pub async fn reset_passwords(
                 for s in SEED_USERS {
                     if let Some(user) = repo::find_by_email(conn, s.email).await? {
                         repo::set_password_hash(conn, user.id, &hash).await?;
+                        // As every password change: whoever was logged in
+                        // with the old password is logged out.
+                        crate::store::sessions::end_everywhere(conn, user.id).await?;
                         reset.push(s.email);
                     }
                 }

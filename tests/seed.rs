@@ -211,6 +211,15 @@ async fn seed_users_log_in_with_the_seed_password() {
         .await
         .expect("login");
     assert_eq!(u.role.as_deref(), Some("user"));
+    // A session of the account from before the reset.
+    use pronghorn_db::{SessionCookie, SessionData, SessionStore};
+    let mut data = SessionData::new(SessionCookie::with_max_age(chrono::Duration::hours(1)));
+    data.fields
+        .insert("userId".into(), serde_json::json!(u.id.0.to_string()));
+    store
+        .set_session("before-the-reset", &data)
+        .await
+        .expect("session");
 
     let out = run(
         &db,
@@ -231,6 +240,11 @@ async fn seed_users_log_in_with_the_seed_password() {
         .authenticate("admin@example.com", "seeded-password-1")
         .await
         .is_err());
+    assert_eq!(
+        store.get_session("before-the-reset").await.expect("read"),
+        None,
+        "a reset ends the account's sessions, as every password change does"
+    );
 }
 
 #[tokio::test]
