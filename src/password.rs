@@ -92,9 +92,47 @@ pub struct Passwords {
     wait: Duration,
     /// Password checks run so far (real and dummy).
     verifications: Arc<AtomicU64>,
-    /// A hash of a fixed text in the current scheme, checked against for
-    /// logins whose email has no password, once it exists.
-    dummy: Arc<std::sync::OnceLock<String>>,
+    /// A hash of a fixed text in each scheme (argon2id, bcrypt), checked
+    /// against for logins whose email has no password, once it exists.
+    dummies: Arc<[std::sync::OnceLock<String>; 2]>,
+    /// Whether the database holds hashes of the other scheme, and when
+    /// that was last read (ms since the Unix epoch; 0: never).
+    other_present: Arc<(std::sync::atomic::AtomicBool, AtomicU64)>,
+}
+
+/// How long a reading of "hashes of the other scheme exist" is trusted.
+const OTHER_SCHEME_TTL_MS: u64 = 60_000;
+
+impl HashScheme {
+    /// The other scheme.
+    pub fn other(self) -> HashScheme {
+        match self {
+            HashScheme::Argon2id => HashScheme::Bcrypt,
+            HashScheme::Bcrypt => HashScheme::Argon2id,
+        }
+    }
+
+    /// The scheme a stored hash is in.
+    pub fn of(stored: &str) -> HashScheme {
+        if is_bcrypt(stored) {
+            HashScheme::Bcrypt
+        } else {
+            HashScheme::Argon2id
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            HashScheme::Argon2id => 0,
+            HashScheme::Bcrypt => 1,
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl std::fmt::Debug for Passwords {
@@ -135,7 +173,8 @@ impl Passwords {
             scheme,
             wait: DEFAULT_WAIT,
             verifications: Arc::new(AtomicU64::new(0)),
-            dummy: Arc::new(std::sync::OnceLock::new()),
+            dummies: Arc::new([std::sync::OnceLock::new(), std::sync::OnceLock::new()]),
+            other_present: Arc::new((std::sync::atomic::AtomicBool::new(false), AtomicU64::new(0))),
         }
     }
 
@@ -212,9 +251,12 @@ impl Passwords {
     /// upgrade it. Unlike [`Passwords::hash`] it does not apply the rules
     /// for new passwords (an old password may be shorter than they allow).
     pub(crate) async fn rehash(&self, password: &str) -> Result<String> {
+        self.hash_as(password, self.scheme).await
+    }
+
+    async fn hash_as(&self, password: &str, scheme: HashScheme) -> Result<String> {
         let password = password.to_owned();
         let params = self.params.clone();
-        let scheme = self.scheme;
         self.off_runtime(move || match scheme {
             HashScheme::Argon2id => Self::hasher(&params)
                 .hash_password(password.as_bytes())
@@ -255,7 +297,15 @@ impl Passwords {
     ///
     /// Fails with [`Error::Unavailable`] when no hashing slot frees in time.
     pub async fn verify_dummy(&self, password: &str) -> Result<Verified> {
-        match self.dummy.get() {
+        self.verify_dummy_as(password, self.scheme).await
+    }
+
+    /// [`Passwords::verify_dummy`] against a hash of `scheme`: what
+    /// checking a password against such a hash costs.
+    ///
+    /// Fails with [`Error::Unavailable`] when no hashing slot frees in time.
+    pub async fn verify_dummy_as(&self, password: &str, scheme: HashScheme) -> Result<Verified> {
+        match self.dummies[scheme.index()].get() {
             Some(stored) => {
                 let stored = stored.clone();
                 // Cut to at most MAX_PASSWORD_BYTES bytes on a character
@@ -270,12 +320,29 @@ impl Passwords {
                     .map(|_| Verified::No)
             }
             None => {
-                let made = self.rehash(DUMMY_PASSWORD).await?;
+                let made = self.hash_as(DUMMY_PASSWORD, scheme).await?;
                 self.verifications.fetch_add(1, Ordering::Relaxed);
-                let _ = self.dummy.set(made);
+                let _ = self.dummies[scheme.index()].set(made);
                 Ok(Verified::No)
             }
         }
+    }
+
+    /// Whether the database held hashes of the scheme other than the
+    /// configured one at the last reading, when that reading is under a
+    /// minute old; `None` when it must be read again.
+    pub(crate) fn other_scheme_present(&self) -> Option<bool> {
+        let (present, at) = &*self.other_present;
+        let at = at.load(Ordering::Relaxed);
+        (at != 0 && now_ms().saturating_sub(at) < OTHER_SCHEME_TTL_MS)
+            .then(|| present.load(Ordering::Relaxed))
+    }
+
+    /// Records a reading of [`Passwords::other_scheme_present`].
+    pub(crate) fn note_other_scheme_present(&self, present: bool) {
+        let (flag, at) = &*self.other_present;
+        flag.store(present, Ordering::Relaxed);
+        at.store(now_ms().max(1), Ordering::Relaxed);
     }
 }
 

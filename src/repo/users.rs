@@ -246,6 +246,18 @@ pub async fn upgrade_password_hash(
     Ok(n == 1)
 }
 
+/// Whether any user's password hash is bcrypt, and whether any is argon2:
+/// `(bcrypt, argon2)`. Each stops at the first such row.
+pub async fn hash_schemes_present(conn: &mut AsyncPgConnection) -> Result<(bool, bool)> {
+    let bcrypt = users::table.filter(users::password_hash.like("$2%"));
+    let argon2 = users::table.filter(users::password_hash.like("$argon2%"));
+    Ok(
+        diesel::select((diesel::dsl::exists(bcrypt), diesel::dsl::exists(argon2)))
+            .get_result(conn)
+            .await?,
+    )
+}
+
 /// Sets `last_login` to now and returns the row. Fails with [`Error::NotFound`].
 pub async fn record_login(conn: &mut AsyncPgConnection, id: UserId) -> Result<User> {
     diesel::update(users::table.find(id))

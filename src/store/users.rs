@@ -11,7 +11,7 @@ use crate::models::users::{NewUserRow, ProfileChanges};
 use crate::models::{AuditLogEntry, Role, User, UserId};
 use crate::observe::observed;
 use crate::page::{Page, PageRequest};
-use crate::password::{Verified, MAX_PASSWORD_BYTES};
+use crate::password::{HashScheme, Verified, MAX_PASSWORD_BYTES};
 use crate::repo::audit::{self as audit_repo, AuditQuery};
 use crate::repo::login_failures as login_repo;
 use crate::repo::sessions as sessions_repo;
@@ -299,8 +299,9 @@ pub trait UserStore: Send + Sync {
     /// fails with [`Error::LoginThrottled`] at once, without hashing.
     /// Otherwise it fails with [`Error::InvalidCredentials`] whether the
     /// email is unknown, has no password or the password is wrong, each at
-    /// the cost of one password check of the current scheme, as a success
-    /// costs; with [`Error::AccountBlocked`] when the password is right but
+    /// the cost a success has: one password check of the current scheme,
+    /// or, while any account still holds a hash of the other scheme, one
+    /// check of each scheme; with [`Error::AccountBlocked`] when the password is right but
     /// the account is blocked; and with [`Error::Unavailable`] when no
     /// hashing slot frees within `PASSWORD_HASH_WAIT_MS`.
     async fn authenticate(&self, email: &str, password: &str) -> Result<User>;
@@ -910,19 +911,33 @@ impl UserStore for PgStore {
                     return Err(throttled(window_started, limits.failure_window))
                 }
             };
-            // Every outcome costs one check against a hash of the current
-            // scheme: an unknown email, an OAuth account without a
-            // password and an over-long password included, so that time
-            // tells none of them apart from a wrong password.
+            // Every outcome costs one check against a hash: the account's,
+            // or for an unknown email, an OAuth account without a password
+            // and an over-long password a dummy of the current scheme, so
+            // that time tells none of them apart from a wrong password.
             // Each outcome then costs one write: the failure noted, or the
             // count cleared and the login recorded.
             let known = found.and_then(|u| u.password_hash.clone().map(|h| (u, h)));
-            let verified = match &known {
-                Some((_, stored)) if password.len() <= MAX_PASSWORD_BYTES => {
-                    self.passwords().verify(password, stored).await?
-                }
-                _ => self.passwords().verify_dummy(password).await?,
+            let (verified, used) = match &known {
+                Some((_, stored)) if password.len() <= MAX_PASSWORD_BYTES => (
+                    self.passwords().verify(password, stored).await?,
+                    HashScheme::of(stored),
+                ),
+                _ => (
+                    self.passwords().verify_dummy(password).await?,
+                    self.passwords().scheme(),
+                ),
             };
+            // While some accounts still hold hashes of the other scheme (a
+            // template's bcrypt under argon2id, say), one check cannot cost
+            // the same for all: each login then also checks a dummy of the
+            // scheme it did not use, so that every outcome costs one check
+            // of each.
+            if self.other_scheme_present().await? {
+                self.passwords()
+                    .verify_dummy_as(password, used.other())
+                    .await?;
+            }
             let Some((mut user, stored)) = known.filter(|_| verified.matched()) else {
                 self.with_conn(move |conn| {
                     Box::pin(async move { login_repo::record_failure(conn, &digest).await })
@@ -1291,6 +1306,23 @@ fn throttled(window_started: chrono::DateTime<chrono::Utc>, window: std::time::D
 }
 
 impl PgStore {
+    /// Whether any account holds a hash of the scheme other than the
+    /// configured one: read from the database at most once a minute.
+    async fn other_scheme_present(&self) -> Result<bool> {
+        if let Some(present) = self.passwords().other_scheme_present() {
+            return Ok(present);
+        }
+        let (bcrypt, argon2) = self
+            .with_conn(|conn| Box::pin(repo::hash_schemes_present(conn)))
+            .await?;
+        let present = match self.passwords().scheme() {
+            HashScheme::Argon2id => bcrypt,
+            HashScheme::Bcrypt => argon2,
+        };
+        self.passwords().note_other_scheme_present(present);
+        Ok(present)
+    }
+
     /// Counts one password attempt for `digest` (see
     /// [`UserStore::authenticate`]); fails with [`Error::LoginThrottled`]
     /// past the limit, before any hash runs.
