@@ -233,7 +233,12 @@ ok "adopt: the adopted database still agrees with ours on every catalog fact"
 # database it failed at create_role_hierarchy_function, leaving the rest pending.
 EARLIER_RELEASE=72398ac
 if ! git -C "$repo" cat-file -e "$EARLIER_RELEASE^{commit}" 2>/dev/null; then
-    fail "earlier: commit $EARLIER_RELEASE is not in this clone (a shallow clone? fetch full history)"
+    # A shallow clone: try to fetch that one commit from where the clone came from.
+    git -C "$repo" fetch --quiet --depth=1 origin "$EARLIER_RELEASE" 2>/dev/null || true
+fi
+if ! git -C "$repo" cat-file -e "$EARLIER_RELEASE^{commit}" 2>/dev/null; then
+    skip "earlier: commit $EARLIER_RELEASE is not in this checkout and cannot be fetched (a shallow clone or an export); the earlier release's databases are not checked"
+    exit 0
 fi
 mkdir "$work/earlier"
 git -C "$repo" archive "$EARLIER_RELEASE" migrations | tar -x -C "$work/earlier"
