@@ -334,3 +334,25 @@ async fn guessing_the_current_password_through_a_password_change_is_throttled_to
     // The same count guards the login.
     assert!(throttled(&store.authenticate("held@example.com", PW).await));
 }
+
+#[tokio::test]
+async fn an_over_long_password_still_costs_one_check() {
+    let db = TestDb::migrated().await;
+    let store = store_with(&db, &[]).await;
+    store
+        .create_user(NewLocalUser::new("long@example.com", PW, "Long"))
+        .await
+        .expect("user");
+    // Over 1024 bytes, in characters of several bytes each.
+    let long = "é".repeat(700);
+    for email in ["long@example.com", "nobody@example.com"] {
+        let before = store.passwords().verifications();
+        let r = store.authenticate(email, &long).await;
+        assert!(
+            matches!(r, Err(Error::InvalidCredentials)),
+            "{email}: {r:?}"
+        );
+        // The first dummy check makes the dummy hash: one hash either way.
+        assert_eq!(store.passwords().verifications() - before, 1, "{email}");
+    }
+}

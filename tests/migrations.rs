@@ -270,3 +270,65 @@ async fn an_apps_migrations_share_the_crates_history() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test]
+async fn the_repair_migration_leaves_views_with_the_template_types_and_their_grants_alone() {
+    let db = TestDb::migrated().await;
+    let store = db.store().await;
+    let client = db.client().await;
+    // A role of the Node app's, granted the view as a template database may
+    // have it (roles are cluster-wide: one name per test database).
+    let role = format!(
+        "node_reader_{}",
+        db.name().trim_start_matches("pronghorn_test_")
+    );
+    client
+        .batch_execute(&format!(
+            "CREATE ROLE {role}; GRANT SELECT ON active_websocket_connections TO {role}"
+        ))
+        .await
+        .expect("grant");
+    let oid_before: u32 = client
+        .query_one("SELECT 'active_websocket_connections'::regclass::oid", &[])
+        .await
+        .expect("oid")
+        .get(0);
+
+    // Back to before the repair, then forward again: it runs on views that
+    // already have the template's types.
+    let names = migrate::list(&store).await.expect("list");
+    let repair_at = names
+        .iter()
+        .position(|m| {
+            m.name
+                .contains("repair_role_function_arguments_and_view_types")
+        })
+        .expect("the repair migration");
+    let steps = names.len() - repair_at;
+    let reverted = migrate::revert(&store, RevertSteps::Steps(steps), Box::new(|_| {}))
+        .await
+        .expect("revert");
+    assert_eq!(reverted.len(), steps);
+    migrate::run_pending(&store).await.expect("forward again");
+
+    let row = client
+        .query_one(
+            "SELECT 'active_websocket_connections'::regclass::oid, \
+                    has_table_privilege($1, 'active_websocket_connections', 'SELECT')",
+            &[&role],
+        )
+        .await
+        .expect("after");
+    let (oid_after, granted): (u32, bool) = (row.get(0), row.get(1));
+    assert_eq!(
+        oid_after, oid_before,
+        "the view was not dropped and made again"
+    );
+    assert!(granted, "the grant survived");
+    client
+        .batch_execute(&format!(
+            "REVOKE ALL ON active_websocket_connections FROM {role}; DROP ROLE {role}"
+        ))
+        .await
+        .expect("clean up the role");
+}
