@@ -25,6 +25,11 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 /// Shortest password accepted for new passwords, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 8;
 
+/// The `target` of the [`Error::Unavailable`] a password check or hash
+/// fails with when no hashing slot frees in time (`PASSWORD_HASH_WAIT_MS`),
+/// to tell it from an unreachable database.
+pub const HASHING_TARGET: &str = "password hashing";
+
 /// The bcrypt cost of hashes written under [`HashScheme::Bcrypt`]: the
 /// template's.
 pub const BCRYPT_COST: u32 = 12;
@@ -206,7 +211,7 @@ impl Passwords {
         let permit = tokio::time::timeout(self.wait, self.permits.clone().acquire_owned())
             .await
             .map_err(|_| Error::Unavailable {
-                target: "password hashing".to_owned(),
+                target: HASHING_TARGET.to_owned(),
                 reason: format!(
                     "no hashing slot became free within {} ms",
                     self.wait.as_millis()

@@ -245,7 +245,9 @@ impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
         let (status, code) = match &e {
             Error::LoginThrottled { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"),
-            Error::Unavailable { target, .. } if target == "password hashing" => {
+            Error::Unavailable { target, .. }
+                if target == pronghorn_db::password::HASHING_TARGET =>
+            {
                 (StatusCode::SERVICE_UNAVAILABLE, "busy")
             }
             Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),

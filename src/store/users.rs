@@ -954,7 +954,11 @@ impl UserStore for PgStore {
             let upgrade = if verified == Verified::YesNeedsRehash {
                 match self.passwords().rehash(password).await {
                     Ok(new) => Some(new),
-                    Err(Error::Unavailable { .. }) => None,
+                    Err(Error::Unavailable { target, .. })
+                        if target == crate::password::HASHING_TARGET =>
+                    {
+                        None
+                    }
                     Err(e) => return Err(e),
                 }
             } else {
