@@ -463,26 +463,15 @@ async fn the_cli_adopts_the_template_database_to_the_template_facts() {
     let tables = base_tables(&client).await;
     let before = snapshot(&client, &tables).await;
 
-    let bin = env!("CARGO_BIN_EXE_pronghorn-db");
-    let run = |args: &[&str]| {
-        std::process::Command::new(bin)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DB_CONNECTION_STRING", db.url())
-            .current_dir(env!("CARGO_TARGET_TMPDIR"))
-            .args(args)
-            .output()
-            .expect("run pronghorn-db")
-    };
-    let out = run(&["migrate", "run"]);
-    let said =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{said}");
+    let url = db.url();
+    let (code, out, err) = common::run_cli(&url, &["migrate", "run"]);
+    let said = out + &err;
+    assert_eq!(code, Some(0), "{said}");
     assert!(said.contains("create_role_hierarchy_function"), "{said}");
 
-    let out = run(&["status", "--json"]);
-    assert_eq!(out.status.code(), Some(0));
-    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    let (code, out, _) = common::run_cli(&url, &["status", "--json"]);
+    assert_eq!(code, Some(0));
+    let status: serde_json::Value = serde_json::from_str(&out).expect("status JSON");
     assert_eq!(status["migrations_pending"], 0, "{status}");
 
     assert_eq!(

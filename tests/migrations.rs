@@ -204,31 +204,19 @@ async fn an_apps_migrations_share_the_crates_history() {
 
     // The binary, which knows only the crate's set, reverts the crate's
     // newest although the app's is newer, and lists only its own.
-    let bin = env!("CARGO_BIN_EXE_pronghorn-db");
-    let run = |args: &[&str]| {
-        std::process::Command::new(bin)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DB_CONNECTION_STRING", db.url())
-            .current_dir(env!("CARGO_TARGET_TMPDIR"))
-            .args(args)
-            .output()
-            .expect("run pronghorn-db")
-    };
-    let out = run(&["migrate", "revert"]);
-    let said =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{said}");
+    let url = db.url();
+    let (code, out, err) = common::run_cli(&url, &["migrate", "revert"]);
+    let said = out + &err;
+    assert_eq!(code, Some(0), "{said}");
     assert!(
         said.contains(&crate_only.last().expect("newest").name),
         "{said}"
     );
     assert!(!said.contains("add_notes_pinned"), "{said}");
-    let out = run(&["migrate", "run"]);
-    assert_eq!(out.status.code(), Some(0));
-    let out = run(&["migrate", "list"]);
-    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(out.status.code(), Some(0), "{listed}");
+    let (code, _, _) = common::run_cli(&url, &["migrate", "run"]);
+    assert_eq!(code, Some(0));
+    let (code, listed, _) = common::run_cli(&url, &["migrate", "list"]);
+    assert_eq!(code, Some(0), "{listed}");
     assert!(!listed.contains("notes"), "{listed}");
 
     // Reverting the crate's newest skips nothing of its own and leaves the

@@ -173,3 +173,25 @@ pub async fn until_waiting(client: &tokio_postgres::Client, n: i64) {
     }
     panic!("{n} sessions never waited for a lock");
 }
+
+/// Runs the `pronghorn-db` binary against `url` with a clean environment
+/// (only `PATH` and `DB_CONNECTION_STRING`); returns its exit code, stdout
+/// and stderr. For test binaries that require the `cli` feature (which
+/// builds the binary).
+pub fn run_cli(url: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let bin = option_env!("CARGO_BIN_EXE_pronghorn-db")
+        .expect("the pronghorn-db binary is built (the `cli` feature)");
+    let out = std::process::Command::new(bin)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DB_CONNECTION_STRING", url)
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .args(args)
+        .output()
+        .expect("run pronghorn-db");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
