@@ -179,8 +179,9 @@ pub async fn until_waiting(client: &tokio_postgres::Client, n: i64) {
 /// and stderr. For test binaries that require the `cli` feature (which
 /// builds the binary).
 pub fn run_cli(url: &str, args: &[&str]) -> (Option<i32>, String, String) {
-    let bin = option_env!("CARGO_BIN_EXE_pronghorn-db")
-        .expect("the pronghorn-db binary is built (the `cli` feature)");
+    let Some(bin) = option_env!("CARGO_BIN_EXE_pronghorn-db") else {
+        panic!("this test binary must require the `cli` feature, which builds pronghorn-db");
+    };
     let out = std::process::Command::new(bin)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
