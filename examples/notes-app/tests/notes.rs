@@ -15,6 +15,14 @@ fn template() -> Template {
         .watching(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations"))
 }
 
+/// One GET through the router, as a client would send it.
+async fn get(router: axum::Router, path: &str) -> axum::response::Response {
+    router
+        .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+        .await
+        .expect("response")
+}
+
 #[tokio::test]
 async fn notes_join_their_authors_and_are_served() {
     let db = template().database().await.expect("database");
@@ -46,14 +54,11 @@ async fn notes_join_their_authors_and_are_served() {
     assert_eq!(titles, ["second", "first"]);
     assert!(notes.iter().all(|n| n.author == "Ann"));
 
-    let response = notes_app::router(Some(pg.clone()))
-        .oneshot(
-            Request::get("/notes/ann@example.com")
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await
-        .expect("response");
+    let response = get(
+        notes_app::router(Some(pg.clone())),
+        "/notes/ann@example.com",
+    )
+    .await;
     assert_eq!(response.status(), StatusCode::OK);
     let body = axum::body::to_bytes(response.into_body(), 1 << 20)
         .await
@@ -83,13 +88,6 @@ async fn a_note_for_no_author_writes_nothing() {
 
 #[tokio::test]
 async fn without_a_database_the_handler_answers_503() {
-    let response = notes_app::router(None)
-        .oneshot(
-            Request::get("/notes/ann@example.com")
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await
-        .expect("response");
+    let response = get(notes_app::router(None), "/notes/ann@example.com").await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
