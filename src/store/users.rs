@@ -897,7 +897,7 @@ impl UserStore for PgStore {
                 self.with_conn(move |conn| {
                     Box::pin(async move {
                         let counted = login_repo::count_attempt(conn, &digest, window).await?;
-                        if counted.0 > i32::try_from(limits.max_failures).unwrap_or(i32::MAX) {
+                        if over_limit(counted.0, limits.max_failures) {
                             return Ok(Err(counted.1));
                         }
                         Ok(Ok(repo::find_by_email(conn, &email).await?))
@@ -1300,6 +1300,11 @@ fn login_window(window: std::time::Duration) -> Result<diesel::pg::data_types::P
     )
 }
 
+/// Whether `count` attempts in the window are past `max_failures`.
+fn over_limit(count: i32, max_failures: u32) -> bool {
+    count > i32::try_from(max_failures).unwrap_or(i32::MAX)
+}
+
 /// The refusal for an email whose window began at `window_started`.
 fn throttled(window_started: chrono::DateTime<chrono::Utc>, window: std::time::Duration) -> Error {
     let ends = window_started + chrono::Duration::from_std(window).unwrap_or_default();
@@ -1339,7 +1344,7 @@ impl PgStore {
                 Box::pin(async move { login_repo::count_attempt(conn, &digest, window).await })
             })
             .await?;
-        if count > i32::try_from(limits.max_failures).unwrap_or(i32::MAX) {
+        if over_limit(count, limits.max_failures) {
             return Err(throttled(started, limits.failure_window));
         }
         Ok(())
