@@ -13,7 +13,7 @@ use crate::page::{Page, PageRequest};
 use crate::repo::conversations as repo;
 use crate::repo::messages::{self as message_repo, MessageOrder};
 use crate::validate;
-use async_trait::async_trait;
+use pronghorn_db_macros::store_part;
 use uuid::Uuid;
 
 /// `conversations.title` is VARCHAR(255).
@@ -111,119 +111,6 @@ pub struct TokenUsage {
     pub messages: i64,
     /// The sum of their `tokens_used` (messages without a count add 0).
     pub tokens_used: i64,
-}
-
-/// Conversations and their messages.
-///
-/// Every method validates its input before any query runs
-/// ([`Error::Validation`] naming the field). A conversation is only visible
-/// to its owner: naming another user's conversation fails with
-/// [`Error::NotFound`], exactly as a missing one does, so ids cannot be
-/// probed. On [`DisabledStore`](crate::DisabledStore) every method fails with [`Error::Disabled`];
-/// on any store a lost connection is [`Error::Unavailable`].
-#[async_trait]
-pub trait ConversationStore: Send + Sync {
-    /// Starts a conversation and returns it.
-    ///
-    /// Fails with [`Error::NotFound`] (entity `user`) when the owner does
-    /// not exist.
-    async fn create_conversation(&self, new: NewConversation) -> Result<Conversation>;
-
-    /// The conversation `id` of `owner`. Fails with [`Error::NotFound`].
-    async fn conversation(&self, owner: UserId, id: Uuid) -> Result<Conversation>;
-
-    /// `owner`'s conversations, newest (most recently created) first, one
-    /// page at a time (keyset pagination: conversations created between two
-    /// page reads never make a row repeat or go missing).
-    ///
-    /// Fails with [`Error::Validation`] on `cursor` for a cursor that is not
-    /// from this listing of this owner.
-    async fn list_conversations(
-        &self,
-        owner: UserId,
-        page: &PageRequest,
-    ) -> Result<Page<Conversation>>;
-
-    /// Sets the title (`None` clears it), moves `updated_at` to now and
-    /// returns the conversation. Fails with [`Error::NotFound`].
-    async fn rename_conversation(
-        &self,
-        owner: UserId,
-        id: Uuid,
-        title: Option<&str>,
-    ) -> Result<Conversation>;
-
-    /// Deletes the conversation and all its messages.
-    /// Fails with [`Error::NotFound`].
-    async fn delete_conversation(&self, owner: UserId, id: Uuid) -> Result<()>;
-
-    /// Messages and tokens used in one conversation.
-    /// Fails with [`Error::NotFound`].
-    async fn conversation_token_usage(&self, owner: UserId, id: Uuid) -> Result<TokenUsage>;
-
-    /// Messages and tokens used in each of `owner`'s conversations, newest
-    /// conversation first (conversations without messages included, with
-    /// zeros). An unknown owner has none.
-    async fn token_usage_by_conversation(&self, owner: UserId) -> Result<Vec<TokenUsage>>;
-
-    /// Appends one message and moves the conversation's `updated_at` to the
-    /// message's time, in one transaction. Returns the stored message.
-    ///
-    /// Fails with [`Error::NotFound`] unless `owner` owns the conversation.
-    async fn append_message(
-        &self,
-        owner: UserId,
-        conversation: Uuid,
-        message: NewMessage,
-    ) -> Result<Message>;
-
-    /// Appends messages, in order, with one `INSERT` statement, and moves
-    /// the conversation's `updated_at`, in one transaction. Returns the
-    /// stored messages in the order given; they share one `created_at` and
-    /// list in the order given.
-    ///
-    /// Fails with [`Error::Validation`] on `messages` when there are none,
-    /// more than [`BATCH_MAX`], or more than [`BATCH_MAX_BYTES`] of content
-    /// (and on the field of a message that is invalid, naming its index);
-    /// with [`Error::NotFound`] unless `owner` owns the conversation.
-    async fn append_messages(
-        &self,
-        owner: UserId,
-        conversation: Uuid,
-        messages: Vec<NewMessage>,
-    ) -> Result<Vec<Message>>;
-
-    /// A conversation's messages in `order`, one page at a time (keyset
-    /// pagination; page sizes are clamped to
-    /// [`MAX_PAGE_SIZE`](crate::page::MAX_PAGE_SIZE)). Oldest first after a
-    /// cursor gives what was appended since that page, without repeats.
-    ///
-    /// Fails with [`Error::NotFound`] unless `owner` owns the conversation,
-    /// and with [`Error::Validation`] on `cursor` for a cursor that is not
-    /// from this conversation's listing in this order.
-    async fn list_messages(
-        &self,
-        owner: UserId,
-        conversation: Uuid,
-        order: MessageOrder,
-        page: &PageRequest,
-    ) -> Result<Page<Message>>;
-
-    /// A cursor positioned at `message`, for [`ConversationStore::list_messages`]
-    /// in `order` to continue after it. A listing's last page has no
-    /// `next_cursor`; to fetch what is appended later, take the cursor of
-    /// the newest message already shown (from either direction) with
-    /// [`MessageOrder::OldestFirst`].
-    ///
-    /// Fails with [`Error::NotFound`] unless `owner` owns the conversation
-    /// and it holds the message.
-    async fn message_cursor(
-        &self,
-        owner: UserId,
-        conversation: Uuid,
-        message: Uuid,
-        order: MessageOrder,
-    ) -> Result<String>;
 }
 
 // ---- validation -------------------------------------------------------
@@ -384,8 +271,20 @@ fn usage((conversation_id, messages, tokens): (Uuid, i64, Option<i64>)) -> Token
     }
 }
 
-#[async_trait]
+/// Conversations and their messages.
+///
+/// Every method validates its input before any query runs
+/// ([`Error::Validation`] naming the field). A conversation is only visible
+/// to its owner: naming another user's conversation fails with
+/// [`Error::NotFound`], exactly as a missing one does, so ids cannot be
+/// probed. On [`DisabledStore`](crate::DisabledStore) every method fails with [`Error::Disabled`];
+/// on any store a lost connection is [`Error::Unavailable`].
+#[store_part]
 impl ConversationStore for PgStore {
+    /// Starts a conversation and returns it.
+    ///
+    /// Fails with [`Error::NotFound`] (entity `user`) when the owner does
+    /// not exist.
     async fn create_conversation(&self, new: NewConversation) -> Result<Conversation> {
         observed!(self.slow(), "create_conversation", async {
             let checked = CheckedConversation::new(&new)?;
@@ -397,6 +296,7 @@ impl ConversationStore for PgStore {
         })
     }
 
+    /// The conversation `id` of `owner`. Fails with [`Error::NotFound`].
     async fn conversation(&self, owner: UserId, id: Uuid) -> Result<Conversation> {
         observed!(self.slow(), "conversation", async {
             self.with_conn(move |conn| Box::pin(repo::find_owned(conn, owner, id)))
@@ -404,6 +304,12 @@ impl ConversationStore for PgStore {
         })
     }
 
+    /// `owner`'s conversations, newest (most recently created) first, one
+    /// page at a time (keyset pagination: conversations created between two
+    /// page reads never make a row repeat or go missing).
+    ///
+    /// Fails with [`Error::Validation`] on `cursor` for a cursor that is not
+    /// from this listing of this owner.
     async fn list_conversations(
         &self,
         owner: UserId,
@@ -422,6 +328,8 @@ impl ConversationStore for PgStore {
         })
     }
 
+    /// Sets the title (`None` clears it), moves `updated_at` to now and
+    /// returns the conversation. Fails with [`Error::NotFound`].
     async fn rename_conversation(
         &self,
         owner: UserId,
@@ -437,6 +345,8 @@ impl ConversationStore for PgStore {
         })
     }
 
+    /// Deletes the conversation and all its messages.
+    /// Fails with [`Error::NotFound`].
     async fn delete_conversation(&self, owner: UserId, id: Uuid) -> Result<()> {
         observed!(self.slow(), "delete_conversation", async {
             self.with_conn(move |conn| Box::pin(repo::delete(conn, owner, id)))
@@ -444,6 +354,8 @@ impl ConversationStore for PgStore {
         })
     }
 
+    /// Messages and tokens used in one conversation.
+    /// Fails with [`Error::NotFound`].
     async fn conversation_token_usage(&self, owner: UserId, id: Uuid) -> Result<TokenUsage> {
         observed!(self.slow(), "conversation_token_usage", async {
             let rows = self
@@ -455,6 +367,9 @@ impl ConversationStore for PgStore {
         })
     }
 
+    /// Messages and tokens used in each of `owner`'s conversations, newest
+    /// conversation first (conversations without messages included, with
+    /// zeros). An unknown owner has none.
     async fn token_usage_by_conversation(&self, owner: UserId) -> Result<Vec<TokenUsage>> {
         observed!(self.slow(), "token_usage_by_conversation", async {
             let rows = self
@@ -464,6 +379,10 @@ impl ConversationStore for PgStore {
         })
     }
 
+    /// Appends one message and moves the conversation's `updated_at` to the
+    /// message's time, in one transaction. Returns the stored message.
+    ///
+    /// Fails with [`Error::NotFound`] unless `owner` owns the conversation.
     async fn append_message(
         &self,
         owner: UserId,
@@ -494,6 +413,15 @@ impl ConversationStore for PgStore {
         })
     }
 
+    /// Appends messages, in order, with one `INSERT` statement, and moves
+    /// the conversation's `updated_at`, in one transaction. Returns the
+    /// stored messages in the order given; they share one `created_at` and
+    /// list in the order given.
+    ///
+    /// Fails with [`Error::Validation`] on `messages` when there are none,
+    /// more than [`BATCH_MAX`], or more than [`BATCH_MAX_BYTES`] of content
+    /// (and on the field of a message that is invalid, naming its index);
+    /// with [`Error::NotFound`] unless `owner` owns the conversation.
     async fn append_messages(
         &self,
         owner: UserId,
@@ -526,6 +454,14 @@ impl ConversationStore for PgStore {
         })
     }
 
+    /// A conversation's messages in `order`, one page at a time (keyset
+    /// pagination; page sizes are clamped to
+    /// [`MAX_PAGE_SIZE`](crate::page::MAX_PAGE_SIZE)). Oldest first after a
+    /// cursor gives what was appended since that page, without repeats.
+    ///
+    /// Fails with [`Error::NotFound`] unless `owner` owns the conversation,
+    /// and with [`Error::Validation`] on `cursor` for a cursor that is not
+    /// from this conversation's listing in this order.
     async fn list_messages(
         &self,
         owner: UserId,
@@ -551,6 +487,14 @@ impl ConversationStore for PgStore {
         })
     }
 
+    /// A cursor positioned at `message`, for [`ConversationStore::list_messages`]
+    /// in `order` to continue after it. A listing's last page has no
+    /// `next_cursor`; to fetch what is appended later, take the cursor of
+    /// the newest message already shown (from either direction) with
+    /// [`MessageOrder::OldestFirst`].
+    ///
+    /// Fails with [`Error::NotFound`] unless `owner` owns the conversation
+    /// and it holds the message.
     async fn message_cursor(
         &self,
         owner: UserId,
@@ -570,22 +514,6 @@ impl ConversationStore for PgStore {
             let scope = messages_scope(owner, conversation, order);
             Ok(message_repo::cursor_of(&found).encode(scope))
         })
-    }
-}
-
-super::disabled::disabled_store! {
-    ConversationStore {
-        fn create_conversation(NewConversation) -> Result<Conversation>;
-        fn conversation(UserId, Uuid) -> Result<Conversation>;
-        fn list_conversations(UserId, &PageRequest) -> Result<Page<Conversation>>;
-        fn rename_conversation(UserId, Uuid, Option<&str>) -> Result<Conversation>;
-        fn delete_conversation(UserId, Uuid) -> Result<()>;
-        fn conversation_token_usage(UserId, Uuid) -> Result<TokenUsage>;
-        fn token_usage_by_conversation(UserId) -> Result<Vec<TokenUsage>>;
-        fn append_message(UserId, Uuid, NewMessage) -> Result<Message>;
-        fn append_messages(UserId, Uuid, Vec<NewMessage>) -> Result<Vec<Message>>;
-        fn list_messages(UserId, Uuid, MessageOrder, &PageRequest) -> Result<Page<Message>>;
-        fn message_cursor(UserId, Uuid, Uuid, MessageOrder) -> Result<String>;
     }
 }
 

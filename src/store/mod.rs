@@ -3,6 +3,18 @@
 //!
 //! The trait is split by aggregate; each part is a supertrait of [`Store`],
 //! so an `Arc<dyn Store>` reaches every method.
+//!
+//! # Adding a method
+//!
+//! A store method is written once, in its part's `impl ... for PgStore`
+//! block under `#[store_part]`, with its doc comment (which says what it
+//! returns on failure). The attribute generates the part's trait from those
+//! signatures and docs, and the [`DisabledStore`] implementation, whose
+//! every method fails with [`crate::Error::Disabled`]. A new part is one
+//! such block in its own file, plus its name in the `mod` list and in
+//! [`Store`]'s list of parts below. [`HealthStore`] is the one part written
+//! by hand for both stores, since a disabled store answers it without
+//! failing.
 
 pub mod conversations;
 mod disabled;
@@ -81,24 +93,24 @@ pub trait HealthStore: Send + Sync {
     async fn close(&self);
 }
 
-/// The data layer an application holds, as `Arc<dyn Store>`.
-///
-/// [`PgStore`] does the work on PostgreSQL; [`DisabledStore`] answers every
-/// data method with [`crate::Error::Disabled`].
-pub trait Store:
-    HealthStore
-    + UserStore
-    + AuditStore
-    + ConversationStore
-    + WebsocketStore
-    + SessionStore
-    + RefreshTokenStore
-    + PasswordResetStore
-{
+/// Declares [`Store`] as the sum of its parts, with the blanket
+/// implementation that gives it to every type implementing them all: the
+/// list of parts is written once.
+macro_rules! store_of_parts {
+    ($(#[$doc:meta])* $first:ident $(+ $part:ident)*) => {
+        $(#[$doc])*
+        pub trait Store: $first $(+ $part)* {}
+
+        impl<T: $first $(+ $part)*> Store for T {}
+    };
 }
 
-impl<T> Store for T where
-    T: HealthStore
+store_of_parts! {
+    /// The data layer an application holds, as `Arc<dyn Store>`.
+    ///
+    /// [`PgStore`] does the work on PostgreSQL; [`DisabledStore`] answers every
+    /// data method with [`crate::Error::Disabled`].
+    HealthStore
         + UserStore
         + AuditStore
         + ConversationStore
@@ -106,5 +118,4 @@ impl<T> Store for T where
         + SessionStore
         + RefreshTokenStore
         + PasswordResetStore
-{
 }

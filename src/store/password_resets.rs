@@ -34,8 +34,8 @@ use crate::repo::users as users_repo;
 use crate::token::{Token, TokenDigest};
 use crate::validate;
 use crate::views::PendingPasswordReset;
-use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
+use pronghorn_db_macros::store_part;
 use serde_json::json;
 
 /// How long a requested reset token stays valid by default (one hour).
@@ -108,72 +108,6 @@ pub struct ResetRequested {
     pub delivery: Option<ResetDelivery>,
 }
 
-/// Password resets by token.
-///
-/// On [`DisabledStore`](crate::DisabledStore) every method fails with [`Error::Disabled`]; on any
-/// store a lost connection is [`Error::Unavailable`].
-#[async_trait]
-pub trait PasswordResetStore: Send + Sync {
-    /// Requests a reset for the account with this email (trimmed, compared
-    /// ignoring case): issues a token valid for `policy.token_ttl`, stores
-    /// its digest with the requester's address and user agent, and counts
-    /// the request. Returns the same shape for every well-formed email; see
-    /// [`ResetRequested`].
-    ///
-    /// Fails with [`Error::Validation`] on `email` when it is malformed (the
-    /// same for every email, so it reveals nothing), or on `token_ttl`,
-    /// `max_requests` or `window` when the policy is out of range.
-    async fn request_password_reset(
-        &self,
-        email: &str,
-        policy: &ResetPolicy,
-        meta: &RequestMeta,
-    ) -> Result<ResetRequested>;
-
-    /// Redeems a reset token: in one transaction, sets the new password
-    /// (hashed with the configured scheme), marks the request used, ends
-    /// the account's other pending requests, ends every session of the
-    /// account and revokes all its refresh tokens (as
-    /// [`SessionStore::end_all_sessions`](super::SessionStore::end_all_sessions)),
-    /// and audits `password_reset {requestId}`. Returns the updated user.
-    ///
-    /// Fails with [`Error::Validation`] on `password` when the new password
-    /// is unacceptable (checked first), and with [`Error::TokenRejected`]:
-    /// [`TokenProblem::Unknown`], [`TokenProblem::Used`] (including the
-    /// loser of two concurrent uses) or [`TokenProblem::Expired`].
-    async fn reset_password(
-        &self,
-        token: &str,
-        new_password: &str,
-        meta: &RequestMeta,
-    ) -> Result<User>;
-
-    /// Issues a reset token for `target` on behalf of `actor`, whose role
-    /// must be above the target's; valid for [`ADMIN_RESET_TOKEN_TTL`], not
-    /// counted against the account's requests. Audits
-    /// `admin_generated_reset_token`.
-    ///
-    /// Fails with [`Error::Forbidden`] (hierarchy, blocked or unknown actor)
-    /// or [`Error::NotFound`] (target).
-    async fn admin_generate_password_reset(
-        &self,
-        actor: UserId,
-        target: UserId,
-        meta: &RequestMeta,
-    ) -> Result<ResetDelivery>;
-
-    /// Unused reset requests (the `pending_password_resets` view: pending
-    /// and expired ones, each with its status), newest first, one page at a
-    /// time.
-    ///
-    /// Fails with [`Error::Validation`] on `cursor` for a cursor that is not
-    /// from this listing.
-    async fn pending_password_resets(
-        &self,
-        page: &PageRequest,
-    ) -> Result<Page<PendingPasswordReset>>;
-}
-
 fn rejected(problem: TokenProblem) -> Error {
     Error::TokenRejected { problem }
 }
@@ -204,8 +138,21 @@ fn pending_scope() -> u64 {
     scope(&["pending_password_resets"])
 }
 
-#[async_trait]
+/// Password resets by token.
+///
+/// On [`DisabledStore`](crate::DisabledStore) every method fails with [`Error::Disabled`]; on any
+/// store a lost connection is [`Error::Unavailable`].
+#[store_part]
 impl PasswordResetStore for PgStore {
+    /// Requests a reset for the account with this email (trimmed, compared
+    /// ignoring case): issues a token valid for `policy.token_ttl`, stores
+    /// its digest with the requester's address and user agent, and counts
+    /// the request. Returns the same shape for every well-formed email; see
+    /// [`ResetRequested`].
+    ///
+    /// Fails with [`Error::Validation`] on `email` when it is malformed (the
+    /// same for every email, so it reveals nothing), or on `token_ttl`,
+    /// `max_requests` or `window` when the policy is out of range.
     async fn request_password_reset(
         &self,
         email: &str,
@@ -289,6 +236,17 @@ impl PasswordResetStore for PgStore {
         })
     }
 
+    /// Redeems a reset token: in one transaction, sets the new password
+    /// (hashed with the configured scheme), marks the request used, ends
+    /// the account's other pending requests, ends every session of the
+    /// account and revokes all its refresh tokens (as
+    /// [`SessionStore::end_all_sessions`](super::SessionStore::end_all_sessions)),
+    /// and audits `password_reset {requestId}`. Returns the updated user.
+    ///
+    /// Fails with [`Error::Validation`] on `password` when the new password
+    /// is unacceptable (checked first), and with [`Error::TokenRejected`]:
+    /// [`TokenProblem::Unknown`], [`TokenProblem::Used`] (including the
+    /// loser of two concurrent uses) or [`TokenProblem::Expired`].
     async fn reset_password(
         &self,
         token: &str,
@@ -348,6 +306,13 @@ impl PasswordResetStore for PgStore {
         })
     }
 
+    /// Issues a reset token for `target` on behalf of `actor`, whose role
+    /// must be above the target's; valid for [`ADMIN_RESET_TOKEN_TTL`], not
+    /// counted against the account's requests. Audits
+    /// `admin_generated_reset_token`.
+    ///
+    /// Fails with [`Error::Forbidden`] (hierarchy, blocked or unknown actor)
+    /// or [`Error::NotFound`] (target).
     async fn admin_generate_password_reset(
         &self,
         actor: UserId,
@@ -393,6 +358,12 @@ impl PasswordResetStore for PgStore {
         })
     }
 
+    /// Unused reset requests (the `pending_password_resets` view: pending
+    /// and expired ones, each with its status), newest first, one page at a
+    /// time.
+    ///
+    /// Fails with [`Error::Validation`] on `cursor` for a cursor that is not
+    /// from this listing.
     async fn pending_password_resets(
         &self,
         page: &PageRequest,
@@ -407,14 +378,5 @@ impl PasswordResetStore for PgStore {
             )
             .await
         })
-    }
-}
-
-super::disabled::disabled_store! {
-    PasswordResetStore {
-        fn request_password_reset(&str, &ResetPolicy, &RequestMeta) -> Result<ResetRequested>;
-        fn reset_password(&str, &str, &RequestMeta) -> Result<User>;
-        fn admin_generate_password_reset(UserId, UserId, &RequestMeta) -> Result<ResetDelivery>;
-        fn pending_password_resets(&PageRequest) -> Result<Page<PendingPasswordReset>>;
     }
 }

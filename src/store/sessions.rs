@@ -27,9 +27,9 @@ use crate::models::UserId;
 use crate::observe::observed;
 use crate::repo::sessions as repo;
 use crate::validate;
-use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use diesel_async::AsyncPgConnection;
+use pronghorn_db_macros::store_part;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -232,50 +232,6 @@ pub(crate) async fn end_everywhere(
     })
 }
 
-/// Express sessions, shared with connect-pg-simple.
-///
-/// Session ids are checked before any query ([`Error::Validation`] on `sid`
-/// when empty, longer than [`SID_MAX`] or holding a NUL byte). On
-/// [`DisabledStore`](crate::DisabledStore) every method fails with [`Error::Disabled`]; on any
-/// store a lost connection is [`Error::Unavailable`].
-#[async_trait]
-pub trait SessionStore: Send + Sync {
-    /// The session `sid` when it exists and has not expired; `None` when it
-    /// does not exist, has expired, or its `sess` is not a JSON object.
-    async fn get_session(&self, sid: &str) -> Result<Option<StoredSession>>;
-
-    /// Stores the session, inserting it or replacing the data and expiry of
-    /// the row with this id. The row expires at the cookie's `expires`, or
-    /// [`DEFAULT_SESSION_TTL`] from now for a browser-session cookie.
-    /// Returns that expiry.
-    ///
-    /// Fails with [`Error::Validation`] on `sess` when an app field is named
-    /// `cookie`.
-    async fn set_session(&self, sid: &str, data: &SessionData) -> Result<DateTime<Utc>>;
-
-    /// Moves the expiry of a live session to `expires_at`, leaving its data
-    /// untouched (as connect-pg-simple's `touch`). Returns whether a live
-    /// session was touched: an expired one is not revived.
-    async fn touch_session(&self, sid: &str, expires_at: DateTime<Utc>) -> Result<bool>;
-
-    /// Deletes the session (logout). Returns whether it existed.
-    async fn destroy_session(&self, sid: &str) -> Result<bool>;
-
-    /// Deletes every expired session; returns how many.
-    async fn delete_expired_sessions(&self) -> Result<usize>;
-
-    /// Logs `user` out everywhere, in one transaction: deletes every session
-    /// whose `sess` holds the user's id as `userId` (live or expired) and
-    /// revokes every live refresh token of the user, including a successor
-    /// that a rotation in flight is issuing. Returns how many of each; an
-    /// unknown user has no tokens, but sessions naming it are still deleted.
-    ///
-    /// Sessions are matched by the id's text as the store writes it
-    /// (lowercase, hyphenated): an application should accept no other form
-    /// when it reads `userId` back.
-    async fn end_all_sessions(&self, user: UserId) -> Result<EndedSessions>;
-}
-
 fn check_sid(sid: &str) -> Result<String> {
     if sid.is_empty() {
         return Err(Error::validation("sid", "must not be empty"));
@@ -283,8 +239,16 @@ fn check_sid(sid: &str) -> Result<String> {
     Ok(validate::text("sid", sid, SID_MAX)?.to_owned())
 }
 
-#[async_trait]
+/// Express sessions, shared with connect-pg-simple.
+///
+/// Session ids are checked before any query ([`Error::Validation`] on `sid`
+/// when empty, longer than [`SID_MAX`] or holding a NUL byte). On
+/// [`DisabledStore`](crate::DisabledStore) every method fails with [`Error::Disabled`]; on any
+/// store a lost connection is [`Error::Unavailable`].
+#[store_part]
 impl SessionStore for PgStore {
+    /// The session `sid` when it exists and has not expired; `None` when it
+    /// does not exist, has expired, or its `sess` is not a JSON object.
     async fn get_session(&self, sid: &str) -> Result<Option<StoredSession>> {
         observed!(self.slow(), "get_session", async {
             let sid = check_sid(sid)?;
@@ -303,6 +267,13 @@ impl SessionStore for PgStore {
         })
     }
 
+    /// Stores the session, inserting it or replacing the data and expiry of
+    /// the row with this id. The row expires at the cookie's `expires`, or
+    /// [`DEFAULT_SESSION_TTL`] from now for a browser-session cookie.
+    /// Returns that expiry.
+    ///
+    /// Fails with [`Error::Validation`] on `sess` when an app field is named
+    /// `cookie`.
     async fn set_session(&self, sid: &str, data: &SessionData) -> Result<DateTime<Utc>> {
         observed!(self.slow(), "set_session", async {
             let sid = check_sid(sid)?;
@@ -316,6 +287,9 @@ impl SessionStore for PgStore {
         })
     }
 
+    /// Moves the expiry of a live session to `expires_at`, leaving its data
+    /// untouched (as connect-pg-simple's `touch`). Returns whether a live
+    /// session was touched: an expired one is not revived.
     async fn touch_session(&self, sid: &str, expires_at: DateTime<Utc>) -> Result<bool> {
         observed!(self.slow(), "touch_session", async {
             let sid = check_sid(sid)?;
@@ -326,6 +300,7 @@ impl SessionStore for PgStore {
         })
     }
 
+    /// Deletes the session (logout). Returns whether it existed.
     async fn destroy_session(&self, sid: &str) -> Result<bool> {
         observed!(self.slow(), "destroy_session", async {
             let sid = check_sid(sid)?;
@@ -334,6 +309,7 @@ impl SessionStore for PgStore {
         })
     }
 
+    /// Deletes every expired session; returns how many.
     async fn delete_expired_sessions(&self) -> Result<usize> {
         observed!(self.slow(), "delete_expired_sessions", async {
             self.with_conn(|conn| Box::pin(repo::delete_expired(conn)))
@@ -341,6 +317,15 @@ impl SessionStore for PgStore {
         })
     }
 
+    /// Logs `user` out everywhere, in one transaction: deletes every session
+    /// whose `sess` holds the user's id as `userId` (live or expired) and
+    /// revokes every live refresh token of the user, including a successor
+    /// that a rotation in flight is issuing. Returns how many of each; an
+    /// unknown user has no tokens, but sessions naming it are still deleted.
+    ///
+    /// Sessions are matched by the id's text as the store writes it
+    /// (lowercase, hyphenated): an application should accept no other form
+    /// when it reads `userId` back.
     async fn end_all_sessions(&self, user: UserId) -> Result<EndedSessions> {
         observed!(self.slow(), "end_all_sessions", async {
             self.transaction(move |conn| {
@@ -355,17 +340,6 @@ impl SessionStore for PgStore {
             })
             .await
         })
-    }
-}
-
-super::disabled::disabled_store! {
-    SessionStore {
-        fn get_session(&str) -> Result<Option<StoredSession>>;
-        fn set_session(&str, &SessionData) -> Result<DateTime<Utc>>;
-        fn touch_session(&str, DateTime<Utc>) -> Result<bool>;
-        fn destroy_session(&str) -> Result<bool>;
-        fn delete_expired_sessions() -> Result<usize>;
-        fn end_all_sessions(UserId) -> Result<EndedSessions>;
     }
 }
 

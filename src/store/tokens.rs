@@ -15,9 +15,9 @@ use crate::models::{RefreshToken, UserId};
 use crate::observe::observed;
 use crate::repo::refresh_tokens::{self as repo, FoundToken};
 use crate::token::{Token, TokenDigest};
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::pg::data_types::PgInterval;
+use pronghorn_db_macros::store_part;
 use uuid::Uuid;
 
 /// The longest lifetime a refresh token may be issued with (one year).
@@ -47,66 +47,6 @@ impl IssuedRefreshToken {
             expires_at: row.expires_at,
         }
     }
-}
-
-/// Refresh tokens.
-///
-/// Methods that take a presented token accept any text: text that cannot be
-/// a token this crate issued is rejected as unknown without a query. On
-/// [`DisabledStore`](crate::DisabledStore) every method fails with [`Error::Disabled`]; on any
-/// store a lost connection is [`Error::Unavailable`].
-#[async_trait]
-pub trait RefreshTokenStore: Send + Sync {
-    /// Issues a new refresh token for `user`, valid for `ttl`.
-    ///
-    /// Fails with [`Error::Validation`] on `ttl` unless it is positive and
-    /// at most [`MAX_REFRESH_TOKEN_TTL`], and with [`Error::NotFound`] when
-    /// the user does not exist.
-    async fn issue_refresh_token(
-        &self,
-        user: UserId,
-        ttl: chrono::Duration,
-    ) -> Result<IssuedRefreshToken>;
-
-    /// Checks a presented token and returns its row (whose `Debug` hides the
-    /// digest). Read-only: it never revokes anything.
-    ///
-    /// Fails with [`Error::TokenRejected`]: [`TokenProblem::Unknown`],
-    /// [`TokenProblem::Revoked`] or [`TokenProblem::Expired`].
-    async fn verify_refresh_token(&self, token: &str) -> Result<RefreshToken>;
-
-    /// Exchanges a presented token for a new one valid for `ttl`: in one
-    /// transaction, the presented token is revoked and its successor
-    /// issued. When two calls present the same token at once, one gets the
-    /// successor and the other waits, then finds the token revoked.
-    ///
-    /// Fails with [`Error::AccountBlocked`] when the token's user is blocked
-    /// (its tokens are then all revoked), with [`Error::TokenReused`] when
-    /// the token was already revoked
-    /// (after revoking every token of its user, committed), with
-    /// [`Error::TokenRejected`] ([`TokenProblem::Unknown`] or
-    /// [`TokenProblem::Expired`]) otherwise, and with [`Error::Validation`]
-    /// on `ttl` as [`RefreshTokenStore::issue_refresh_token`].
-    async fn rotate_refresh_token(
-        &self,
-        token: &str,
-        ttl: chrono::Duration,
-    ) -> Result<IssuedRefreshToken>;
-
-    /// Revokes a presented token (logout). Returns whether it was live:
-    /// false when it is unknown or already revoked, so that logging out
-    /// twice is not an error.
-    async fn revoke_refresh_token(&self, token: &str) -> Result<bool>;
-
-    /// Revokes every live token of `user` (logout everywhere), including a
-    /// successor that a rotation in flight is issuing; returns how many (0
-    /// for an unknown user).
-    async fn revoke_user_refresh_tokens(&self, user: UserId) -> Result<usize>;
-
-    /// Deletes every token past its expiry, revoked or not; returns how
-    /// many. Revoked tokens stay until they expire, so that presenting one
-    /// is still recognised as reuse.
-    async fn delete_expired_refresh_tokens(&self) -> Result<usize>;
 }
 
 /// Checks a lifetime and converts it to an SQL interval.
@@ -153,8 +93,19 @@ enum Rotation {
     Blocked,
 }
 
-#[async_trait]
+/// Refresh tokens.
+///
+/// Methods that take a presented token accept any text: text that cannot be
+/// a token this crate issued is rejected as unknown without a query. On
+/// [`DisabledStore`](crate::DisabledStore) every method fails with [`Error::Disabled`]; on any
+/// store a lost connection is [`Error::Unavailable`].
+#[store_part]
 impl RefreshTokenStore for PgStore {
+    /// Issues a new refresh token for `user`, valid for `ttl`.
+    ///
+    /// Fails with [`Error::Validation`] on `ttl` unless it is positive and
+    /// at most [`MAX_REFRESH_TOKEN_TTL`], and with [`Error::NotFound`] when
+    /// the user does not exist.
     async fn issue_refresh_token(
         &self,
         user: UserId,
@@ -174,6 +125,11 @@ impl RefreshTokenStore for PgStore {
         })
     }
 
+    /// Checks a presented token and returns its row (whose `Debug` hides the
+    /// digest). Read-only: it never revokes anything.
+    ///
+    /// Fails with [`Error::TokenRejected`]: [`TokenProblem::Unknown`],
+    /// [`TokenProblem::Revoked`] or [`TokenProblem::Expired`].
     async fn verify_refresh_token(&self, token: &str) -> Result<RefreshToken> {
         observed!(self.slow(), "verify_refresh_token", async {
             let digest =
@@ -194,6 +150,18 @@ impl RefreshTokenStore for PgStore {
         })
     }
 
+    /// Exchanges a presented token for a new one valid for `ttl`: in one
+    /// transaction, the presented token is revoked and its successor
+    /// issued. When two calls present the same token at once, one gets the
+    /// successor and the other waits, then finds the token revoked.
+    ///
+    /// Fails with [`Error::AccountBlocked`] when the token's user is blocked
+    /// (its tokens are then all revoked), with [`Error::TokenReused`] when
+    /// the token was already revoked
+    /// (after revoking every token of its user, committed), with
+    /// [`Error::TokenRejected`] ([`TokenProblem::Unknown`] or
+    /// [`TokenProblem::Expired`]) otherwise, and with [`Error::Validation`]
+    /// on `ttl` as [`RefreshTokenStore::issue_refresh_token`].
     async fn rotate_refresh_token(
         &self,
         token: &str,
@@ -260,6 +228,9 @@ impl RefreshTokenStore for PgStore {
         })
     }
 
+    /// Revokes a presented token (logout). Returns whether it was live:
+    /// false when it is unknown or already revoked, so that logging out
+    /// twice is not an error.
     async fn revoke_refresh_token(&self, token: &str) -> Result<bool> {
         observed!(self.slow(), "revoke_refresh_token", async {
             let Some(digest) = TokenDigest::of_presented(token) else {
@@ -272,6 +243,9 @@ impl RefreshTokenStore for PgStore {
         })
     }
 
+    /// Revokes every live token of `user` (logout everywhere), including a
+    /// successor that a rotation in flight is issuing; returns how many (0
+    /// for an unknown user).
     async fn revoke_user_refresh_tokens(&self, user: UserId) -> Result<usize> {
         observed!(self.slow(), "revoke_user_refresh_tokens", async {
             self.transaction(move |conn| {
@@ -289,22 +263,14 @@ impl RefreshTokenStore for PgStore {
         })
     }
 
+    /// Deletes every token past its expiry, revoked or not; returns how
+    /// many. Revoked tokens stay until they expire, so that presenting one
+    /// is still recognised as reuse.
     async fn delete_expired_refresh_tokens(&self) -> Result<usize> {
         observed!(self.slow(), "delete_expired_refresh_tokens", async {
             self.with_conn(|conn| Box::pin(repo::delete_expired(conn)))
                 .await
         })
-    }
-}
-
-super::disabled::disabled_store! {
-    RefreshTokenStore {
-        fn issue_refresh_token(UserId, chrono::Duration) -> Result<IssuedRefreshToken>;
-        fn verify_refresh_token(&str) -> Result<RefreshToken>;
-        fn rotate_refresh_token(&str, chrono::Duration) -> Result<IssuedRefreshToken>;
-        fn revoke_refresh_token(&str) -> Result<bool>;
-        fn revoke_user_refresh_tokens(UserId) -> Result<usize>;
-        fn delete_expired_refresh_tokens() -> Result<usize>;
     }
 }
 

@@ -17,8 +17,8 @@ use crate::repo::login_failures as login_repo;
 use crate::repo::sessions as sessions_repo;
 use crate::repo::users::{self as repo, UserFilter};
 use crate::validate;
-use async_trait::async_trait;
 use diesel_async::AsyncPgConnection;
+use pronghorn_db_macros::store_part;
 use serde_json::json;
 use std::fmt;
 use std::net::IpAddr;
@@ -205,187 +205,6 @@ impl AuditAction {
             AuditAction::PasswordReset => "password_reset",
         }
     }
-}
-
-/// Users, passwords and roles.
-///
-/// Every method validates its input before any query runs
-/// ([`Error::Validation`] naming the field). Methods that change a user the
-/// template audits write the audit entry in the same transaction. On
-/// [`DisabledStore`](crate::DisabledStore) every method fails with [`Error::Disabled`]; on any
-/// store a lost connection is [`Error::Unavailable`].
-#[async_trait]
-pub trait UserStore: Send + Sync {
-    /// Creates a local user (password hashed with the configured scheme).
-    ///
-    /// Fails with [`Error::Conflict`] on `users_email_key` when the email is
-    /// taken (compared ignoring case).
-    async fn create_user(&self, new: NewLocalUser) -> Result<User>;
-
-    /// Creates a local user on behalf of `actor`, whose role must be above
-    /// the new user's role; audits `user_created_by_admin`.
-    ///
-    /// Fails with [`Error::Forbidden`] or as [`UserStore::create_user`].
-    async fn create_user_by_admin(
-        &self,
-        actor: UserId,
-        new: NewLocalUser,
-        meta: &RequestMeta,
-    ) -> Result<User>;
-
-    /// Finds the user of an OAuth identity, or creates it. Returns the user
-    /// and whether it was created.
-    ///
-    /// Fails with [`Error::Conflict`] on `users_email_key` when a different
-    /// account already uses the email.
-    async fn find_or_create_oauth_user(&self, new: NewOAuthUser) -> Result<(User, bool)>;
-
-    /// The user with this id. Fails with [`Error::NotFound`].
-    async fn user_by_id(&self, id: UserId) -> Result<User>;
-
-    /// The user with this email (trimmed, compared ignoring case).
-    /// Fails with [`Error::NotFound`].
-    async fn user_by_email(&self, email: &str) -> Result<User>;
-
-    /// Users newest first, filtered, one page at a time (keyset pagination).
-    /// Fails with [`Error::Validation`] on `cursor` for a cursor that is not
-    /// from this listing with the same filters.
-    async fn list_users(&self, filter: &UserFilter, page: &PageRequest) -> Result<Page<User>>;
-
-    /// Changes a user's own profile; audits `profile_updated {fields}`.
-    /// Fails with [`Error::NotFound`].
-    async fn update_profile(
-        &self,
-        id: UserId,
-        update: &ProfileUpdate,
-        meta: &RequestMeta,
-    ) -> Result<User>;
-
-    /// Changes another user's profile on behalf of `actor` (whose role must
-    /// be above the user's); audits `user_updated_by_admin {fields}`.
-    /// Fails with [`Error::Forbidden`] or [`Error::NotFound`].
-    async fn update_user_by_admin(
-        &self,
-        actor: UserId,
-        id: UserId,
-        update: &ProfileUpdate,
-        meta: &RequestMeta,
-    ) -> Result<User>;
-
-    /// Changes a user's password after verifying the current one and, in
-    /// the same transaction, ends every session of the user (the caller's
-    /// own included) and revokes its refresh tokens, as
-    /// [`SessionStore::end_all_sessions`](super::SessionStore::end_all_sessions);
-    /// audits `password_changed`. Nothing is ended when the change fails.
-    ///
-    /// Fails with [`Error::InvalidCredentials`] when the current password is
-    /// wrong (or the account has none), and with [`Error::Validation`] on
-    /// `password` when the new one is unacceptable.
-    async fn change_password(
-        &self,
-        id: UserId,
-        current: &str,
-        new: &str,
-        meta: &RequestMeta,
-    ) -> Result<()>;
-
-    /// Checks email and password. Returns the user (with `last_login` set to
-    /// now). A hash that is not what the configured scheme writes
-    /// (`PASSWORD_HASH`) is replaced in the same call.
-    ///
-    /// Every attempt is counted per email (known or not) in the database
-    /// before any password is checked; a success clears the count. Past
-    /// `LOGIN_MAX_FAILURES` attempts within `LOGIN_FAILURE_WINDOW_MS` it
-    /// fails with [`Error::LoginThrottled`] at once, without hashing.
-    /// Otherwise it fails with [`Error::InvalidCredentials`] whether the
-    /// email is unknown, has no password or the password is wrong, each at
-    /// the cost a success has: one password check of the current scheme,
-    /// or, while any account still holds a hash of the other scheme, one
-    /// check of each scheme; with [`Error::AccountBlocked`] when the password is right but
-    /// the account is blocked; and with [`Error::Unavailable`] when no
-    /// hashing slot frees within `PASSWORD_HASH_WAIT_MS`.
-    async fn authenticate(&self, email: &str, password: &str) -> Result<User>;
-
-    /// Deletes the login-attempt counts whose window has passed (they no
-    /// longer hold anyone back); returns how many.
-    async fn prune_login_failures(&self) -> Result<usize>;
-
-    /// Sets `last_login` to now. Fails with [`Error::NotFound`].
-    async fn record_login(&self, id: UserId) -> Result<User>;
-
-    /// Marks the email verified. Fails with [`Error::NotFound`].
-    async fn verify_email(&self, id: UserId) -> Result<User>;
-
-    /// Adds an additional role name (no effect when present).
-    /// Fails with [`Error::NotFound`].
-    async fn add_additional_role(&self, id: UserId, role: &str) -> Result<User>;
-
-    /// Removes an additional role name (no effect when absent).
-    /// Fails with [`Error::NotFound`].
-    async fn remove_additional_role(&self, id: UserId, role: &str) -> Result<User>;
-
-    /// Changes `target`'s role on behalf of `actor`: the actor's role must be
-    /// strictly above both the target's current role and the new role. In
-    /// the same transaction, ends every session of the target and revokes
-    /// its refresh tokens, so that it logs in again under the new role.
-    /// Audits `role_changed {previousRole, newRole}`.
-    ///
-    /// Fails with [`Error::Forbidden`] (hierarchy, blocked or unknown actor)
-    /// or [`Error::NotFound`] (target).
-    async fn change_role(
-        &self,
-        actor: UserId,
-        target: UserId,
-        role: Role,
-        meta: &RequestMeta,
-    ) -> Result<User>;
-
-    /// Blocks `target` with a reason, on behalf of `actor` (same hierarchy
-    /// rule), and in the same transaction ends every session of the target
-    /// and revokes its refresh tokens; audits `user_blocked {reason}`.
-    ///
-    /// Fails with [`Error::Forbidden`] (hierarchy, blocked or unknown actor)
-    /// or [`Error::NotFound`] (target); nothing is ended then.
-    async fn block_user(
-        &self,
-        actor: UserId,
-        target: UserId,
-        reason: &str,
-        meta: &RequestMeta,
-    ) -> Result<User>;
-
-    /// Unblocks `target` on behalf of `actor` (same hierarchy rule); audits
-    /// `user_unblocked`.
-    async fn unblock_user(&self, actor: UserId, target: UserId, meta: &RequestMeta)
-        -> Result<User>;
-
-    /// Deletes `target` on behalf of `actor` (same hierarchy rule), and in
-    /// the same transaction its sessions (its refresh tokens go with the
-    /// row); audits `user_deleted {email}`.
-    ///
-    /// Fails with [`Error::Forbidden`] or [`Error::NotFound`]; nothing is
-    /// deleted then.
-    async fn delete_user(&self, actor: UserId, target: UserId, meta: &RequestMeta) -> Result<()>;
-
-    /// Deletes the caller's own account, and in the same transaction its
-    /// sessions on every device (its refresh tokens go with the row); audits
-    /// `account_self_deleted`. Fails with [`Error::NotFound`].
-    async fn delete_own_account(&self, id: UserId, meta: &RequestMeta) -> Result<()>;
-
-    /// How many users hold each role, most common first.
-    async fn count_users_by_role(&self) -> Result<Vec<RoleCount>>;
-}
-
-/// Reading the audit log (entries are only ever appended, by the store).
-#[async_trait]
-pub trait AuditStore: Send + Sync {
-    /// Entries about a user, by an actor or with an action, newest first.
-    /// Fails with [`Error::Validation`] on `cursor` for a foreign cursor.
-    async fn audit_log(
-        &self,
-        query: &AuditQuery,
-        page: &PageRequest,
-    ) -> Result<Page<AuditLogEntry>>;
 }
 
 // ---- validation -------------------------------------------------------
@@ -603,8 +422,19 @@ fn not_found_user(e: Error) -> Error {
     }
 }
 
-#[async_trait]
+/// Users, passwords and roles.
+///
+/// Every method validates its input before any query runs
+/// ([`Error::Validation`] naming the field). Methods that change a user the
+/// template audits write the audit entry in the same transaction. On
+/// [`DisabledStore`](crate::DisabledStore) every method fails with [`Error::Disabled`]; on any
+/// store a lost connection is [`Error::Unavailable`].
+#[store_part]
 impl UserStore for PgStore {
+    /// Creates a local user (password hashed with the configured scheme).
+    ///
+    /// Fails with [`Error::Conflict`] on `users_email_key` when the email is
+    /// taken (compared ignoring case).
     async fn create_user(&self, new: NewLocalUser) -> Result<User> {
         observed!(self.slow(), "create_user", async {
             let checked = check_local(&new)?;
@@ -616,6 +446,10 @@ impl UserStore for PgStore {
         })
     }
 
+    /// Creates a local user on behalf of `actor`, whose role must be above
+    /// the new user's role; audits `user_created_by_admin`.
+    ///
+    /// Fails with [`Error::Forbidden`] or as [`UserStore::create_user`].
     async fn create_user_by_admin(
         &self,
         actor: UserId,
@@ -649,6 +483,11 @@ impl UserStore for PgStore {
         })
     }
 
+    /// Finds the user of an OAuth identity, or creates it. Returns the user
+    /// and whether it was created.
+    ///
+    /// Fails with [`Error::Conflict`] on `users_email_key` when a different
+    /// account already uses the email.
     async fn find_or_create_oauth_user(&self, new: NewOAuthUser) -> Result<(User, bool)> {
         observed!(self.slow(), "find_or_create_oauth_user", async {
             let provider =
@@ -723,6 +562,7 @@ impl UserStore for PgStore {
         })
     }
 
+    /// The user with this id. Fails with [`Error::NotFound`].
     async fn user_by_id(&self, id: UserId) -> Result<User> {
         observed!(self.slow(), "user_by_id", async {
             self.with_conn(move |conn| Box::pin(repo::find_by_id(conn, id)))
@@ -730,6 +570,8 @@ impl UserStore for PgStore {
         })
     }
 
+    /// The user with this email (trimmed, compared ignoring case).
+    /// Fails with [`Error::NotFound`].
     async fn user_by_email(&self, email: &str) -> Result<User> {
         observed!(self.slow(), "user_by_email", async {
             let email = validate::email(email)?;
@@ -744,6 +586,9 @@ impl UserStore for PgStore {
         })
     }
 
+    /// Users newest first, filtered, one page at a time (keyset pagination).
+    /// Fails with [`Error::Validation`] on `cursor` for a cursor that is not
+    /// from this listing with the same filters.
     async fn list_users(&self, filter: &UserFilter, page: &PageRequest) -> Result<Page<User>> {
         observed!(self.slow(), "list_users", async {
             let mut filter = filter.clone();
@@ -766,6 +611,8 @@ impl UserStore for PgStore {
         })
     }
 
+    /// Changes a user's own profile; audits `profile_updated {fields}`.
+    /// Fails with [`Error::NotFound`].
     async fn update_profile(
         &self,
         id: UserId,
@@ -798,6 +645,9 @@ impl UserStore for PgStore {
         })
     }
 
+    /// Changes another user's profile on behalf of `actor` (whose role must
+    /// be above the user's); audits `user_updated_by_admin {fields}`.
+    /// Fails with [`Error::Forbidden`] or [`Error::NotFound`].
     async fn update_user_by_admin(
         &self,
         actor: UserId,
@@ -833,6 +683,15 @@ impl UserStore for PgStore {
         })
     }
 
+    /// Changes a user's password after verifying the current one and, in
+    /// the same transaction, ends every session of the user (the caller's
+    /// own included) and revokes its refresh tokens, as
+    /// [`SessionStore::end_all_sessions`](super::SessionStore::end_all_sessions);
+    /// audits `password_changed`. Nothing is ended when the change fails.
+    ///
+    /// Fails with [`Error::InvalidCredentials`] when the current password is
+    /// wrong (or the account has none), and with [`Error::Validation`] on
+    /// `password` when the new one is unacceptable.
     async fn change_password(
         &self,
         id: UserId,
@@ -882,6 +741,21 @@ impl UserStore for PgStore {
         })
     }
 
+    /// Checks email and password. Returns the user (with `last_login` set to
+    /// now). A hash that is not what the configured scheme writes
+    /// (`PASSWORD_HASH`) is replaced in the same call.
+    ///
+    /// Every attempt is counted per email (known or not) in the database
+    /// before any password is checked; a success clears the count. Past
+    /// `LOGIN_MAX_FAILURES` attempts within `LOGIN_FAILURE_WINDOW_MS` it
+    /// fails with [`Error::LoginThrottled`] at once, without hashing.
+    /// Otherwise it fails with [`Error::InvalidCredentials`] whether the
+    /// email is unknown, has no password or the password is wrong, each at
+    /// the cost a success has: one password check of the current scheme,
+    /// or, while any account still holds a hash of the other scheme, one
+    /// check of each scheme; with [`Error::AccountBlocked`] when the password is right but
+    /// the account is blocked; and with [`Error::Unavailable`] when no
+    /// hashing slot frees within `PASSWORD_HASH_WAIT_MS`.
     async fn authenticate(&self, email: &str, password: &str) -> Result<User> {
         observed!(self.slow(), "authenticate", async {
             let email = validate::email(email)?;
@@ -989,6 +863,8 @@ impl UserStore for PgStore {
         })
     }
 
+    /// Deletes the login-attempt counts whose window has passed (they no
+    /// longer hold anyone back); returns how many.
     async fn prune_login_failures(&self) -> Result<usize> {
         observed!(self.slow(), "prune_login_failures", async {
             let window = login_window(self.config().login().failure_window)?;
@@ -997,6 +873,7 @@ impl UserStore for PgStore {
         })
     }
 
+    /// Sets `last_login` to now. Fails with [`Error::NotFound`].
     async fn record_login(&self, id: UserId) -> Result<User> {
         observed!(self.slow(), "record_login", async {
             self.with_conn(move |conn| Box::pin(repo::record_login(conn, id)))
@@ -1004,6 +881,7 @@ impl UserStore for PgStore {
         })
     }
 
+    /// Marks the email verified. Fails with [`Error::NotFound`].
     async fn verify_email(&self, id: UserId) -> Result<User> {
         observed!(self.slow(), "verify_email", async {
             self.with_conn(move |conn| Box::pin(repo::set_email_verified(conn, id)))
@@ -1011,6 +889,8 @@ impl UserStore for PgStore {
         })
     }
 
+    /// Adds an additional role name (no effect when present).
+    /// Fails with [`Error::NotFound`].
     async fn add_additional_role(&self, id: UserId, role: &str) -> Result<User> {
         observed!(self.slow(), "add_additional_role", async {
             let role = validate::required("additional_roles", role, EXTRA_ROLE_MAX)?.to_owned();
@@ -1029,6 +909,8 @@ impl UserStore for PgStore {
         })
     }
 
+    /// Removes an additional role name (no effect when absent).
+    /// Fails with [`Error::NotFound`].
     async fn remove_additional_role(&self, id: UserId, role: &str) -> Result<User> {
         observed!(self.slow(), "remove_additional_role", async {
             let role = validate::required("additional_roles", role, EXTRA_ROLE_MAX)?.to_owned();
@@ -1047,6 +929,14 @@ impl UserStore for PgStore {
         })
     }
 
+    /// Changes `target`'s role on behalf of `actor`: the actor's role must be
+    /// strictly above both the target's current role and the new role. In
+    /// the same transaction, ends every session of the target and revokes
+    /// its refresh tokens, so that it logs in again under the new role.
+    /// Audits `role_changed {previousRole, newRole}`.
+    ///
+    /// Fails with [`Error::Forbidden`] (hierarchy, blocked or unknown actor)
+    /// or [`Error::NotFound`] (target).
     async fn change_role(
         &self,
         actor: UserId,
@@ -1082,6 +972,12 @@ impl UserStore for PgStore {
         })
     }
 
+    /// Blocks `target` with a reason, on behalf of `actor` (same hierarchy
+    /// rule), and in the same transaction ends every session of the target
+    /// and revokes its refresh tokens; audits `user_blocked {reason}`.
+    ///
+    /// Fails with [`Error::Forbidden`] (hierarchy, blocked or unknown actor)
+    /// or [`Error::NotFound`] (target); nothing is ended then.
     async fn block_user(
         &self,
         actor: UserId,
@@ -1115,6 +1011,8 @@ impl UserStore for PgStore {
         })
     }
 
+    /// Unblocks `target` on behalf of `actor` (same hierarchy rule); audits
+    /// `user_unblocked`.
     async fn unblock_user(
         &self,
         actor: UserId,
@@ -1144,6 +1042,12 @@ impl UserStore for PgStore {
         })
     }
 
+    /// Deletes `target` on behalf of `actor` (same hierarchy rule), and in
+    /// the same transaction its sessions (its refresh tokens go with the
+    /// row); audits `user_deleted {email}`.
+    ///
+    /// Fails with [`Error::Forbidden`] or [`Error::NotFound`]; nothing is
+    /// deleted then.
     async fn delete_user(&self, actor: UserId, target: UserId, meta: &RequestMeta) -> Result<()> {
         observed!(self.slow(), "delete_user", async {
             let meta = meta.clone();
@@ -1171,6 +1075,9 @@ impl UserStore for PgStore {
         })
     }
 
+    /// Deletes the caller's own account, and in the same transaction its
+    /// sessions on every device (its refresh tokens go with the row); audits
+    /// `account_self_deleted`. Fails with [`Error::NotFound`].
     async fn delete_own_account(&self, id: UserId, meta: &RequestMeta) -> Result<()> {
         observed!(self.slow(), "delete_own_account", async {
             let meta = meta.clone();
@@ -1194,6 +1101,7 @@ impl UserStore for PgStore {
         })
     }
 
+    /// How many users hold each role, most common first.
     async fn count_users_by_role(&self) -> Result<Vec<RoleCount>> {
         observed!(self.slow(), "count_users_by_role", async {
             let rows = self
@@ -1219,8 +1127,11 @@ fn extra_roles(user: &User) -> Vec<String> {
         .unwrap_or_default()
 }
 
-#[async_trait]
+/// Reading the audit log (entries are only ever appended, by the store).
+#[store_part]
 impl AuditStore for PgStore {
+    /// Entries about a user, by an actor or with an action, newest first.
+    /// Fails with [`Error::Validation`] on `cursor` for a foreign cursor.
     async fn audit_log(
         &self,
         query: &AuditQuery,
@@ -1244,38 +1155,6 @@ impl AuditStore for PgStore {
             )
             .await
         })
-    }
-}
-
-super::disabled::disabled_store! {
-    UserStore {
-        fn create_user(NewLocalUser) -> Result<User>;
-        fn create_user_by_admin(UserId, NewLocalUser, &RequestMeta) -> Result<User>;
-        fn find_or_create_oauth_user(NewOAuthUser) -> Result<(User, bool)>;
-        fn user_by_id(UserId) -> Result<User>;
-        fn user_by_email(&str) -> Result<User>;
-        fn list_users(&UserFilter, &PageRequest) -> Result<Page<User>>;
-        fn update_profile(UserId, &ProfileUpdate, &RequestMeta) -> Result<User>;
-        fn update_user_by_admin(UserId, UserId, &ProfileUpdate, &RequestMeta) -> Result<User>;
-        fn change_password(UserId, &str, &str, &RequestMeta) -> Result<()>;
-        fn authenticate(&str, &str) -> Result<User>;
-        fn prune_login_failures() -> Result<usize>;
-        fn record_login(UserId) -> Result<User>;
-        fn verify_email(UserId) -> Result<User>;
-        fn add_additional_role(UserId, &str) -> Result<User>;
-        fn remove_additional_role(UserId, &str) -> Result<User>;
-        fn change_role(UserId, UserId, Role, &RequestMeta) -> Result<User>;
-        fn block_user(UserId, UserId, &str, &RequestMeta) -> Result<User>;
-        fn unblock_user(UserId, UserId, &RequestMeta) -> Result<User>;
-        fn delete_user(UserId, UserId, &RequestMeta) -> Result<()>;
-        fn delete_own_account(UserId, &RequestMeta) -> Result<()>;
-        fn count_users_by_role() -> Result<Vec<RoleCount>>;
-    }
-}
-
-super::disabled::disabled_store! {
-    AuditStore {
-        fn audit_log(&AuditQuery, &PageRequest) -> Result<Page<AuditLogEntry>>;
     }
 }
 

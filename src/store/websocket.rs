@@ -12,8 +12,8 @@ use crate::page::{Page, PageRequest};
 use crate::repo::websocket as repo;
 use crate::validate;
 use crate::views::{ActiveWebsocketConnection, WebsocketConnectionStats};
-use async_trait::async_trait;
 use ipnet::IpNet;
+use pronghorn_db_macros::store_part;
 use std::net::IpAddr;
 
 /// `websocket_connections.connection_id` is VARCHAR(64).
@@ -61,121 +61,6 @@ impl NewWebsocketConnection {
             metadata: None,
         }
     }
-}
-
-/// WebSocket connections: recording them, blocking them, and monitoring.
-///
-/// Every method validates its input before any query runs
-/// ([`Error::Validation`] naming the field). Methods naming one connection
-/// fail with [`Error::NotFound`] when no row has that `connection_id`. On
-/// [`DisabledStore`](crate::DisabledStore) every method fails with [`Error::Disabled`]; on any
-/// store a lost connection is [`Error::Unavailable`].
-#[async_trait]
-pub trait WebsocketStore: Send + Sync {
-    /// Records an opened connection in one statement (`INSERT .. ON
-    /// CONFLICT (connection_id) DO UPDATE`): a new row, or, when the id is
-    /// known, the same row reopened (`connected_at` and `last_activity_at`
-    /// now, `disconnected_at` cleared, user and `is_authenticated` replaced;
-    /// its address, user agent, message count, block and metadata kept, as
-    /// the id names one client). Returns the row.
-    ///
-    /// Fails with [`Error::NotFound`] (entity `user`) when the user does not
-    /// exist.
-    async fn websocket_connected(&self, new: NewWebsocketConnection)
-        -> Result<WebsocketConnection>;
-
-    /// The connection with this id. Fails with [`Error::NotFound`].
-    async fn websocket_connection(&self, connection_id: &str) -> Result<WebsocketConnection>;
-
-    /// Counts one message on the connection (`message_count + 1`,
-    /// `last_activity_at` now) and returns the new count.
-    /// Fails with [`Error::NotFound`].
-    async fn record_websocket_activity(&self, connection_id: &str) -> Result<i32>;
-
-    /// Merges the top-level keys of `patch` into the connection's metadata
-    /// (keys in `patch` replace existing ones; set a key to `null` to blank
-    /// it) and returns the row.
-    ///
-    /// Fails with [`Error::Validation`] on `metadata` unless `patch` is a
-    /// JSON object without NUL characters of at most
-    /// [`METADATA_MAX_BYTES`]; with [`Error::NotFound`].
-    async fn update_websocket_metadata(
-        &self,
-        connection_id: &str,
-        patch: serde_json::Value,
-    ) -> Result<WebsocketConnection>;
-
-    /// Marks the connection closed (`disconnected_at` now; a second call
-    /// keeps the first time) and returns the row. Fails with
-    /// [`Error::NotFound`].
-    async fn websocket_disconnected(&self, connection_id: &str) -> Result<WebsocketConnection>;
-
-    /// Blocks one connection with a reason, on behalf of `actor`; the
-    /// `blocked_at` trigger stamps the time. Returns the row.
-    ///
-    /// Fails with [`Error::NotFound`], or [`Error::Forbidden`] when the
-    /// actor does not exist.
-    async fn block_websocket_connection(
-        &self,
-        connection_id: &str,
-        reason: &str,
-        actor: UserId,
-    ) -> Result<WebsocketConnection>;
-
-    /// Blocks every recorded connection, open or closed, from `ip` (in its
-    /// IPv4 and IPv4-mapped IPv6 forms alike), with a reason, on behalf of
-    /// `actor`. Returns how many rows were blocked: 0 when the address never
-    /// connected, in which case nothing records the block (the template
-    /// keeps blocks on connection rows only; note too that
-    /// [`WebsocketStore::cleanup_websocket_connections`] deletes old closed
-    /// rows, blocked or not).
-    ///
-    /// Fails with [`Error::Forbidden`] when the actor does not exist.
-    async fn block_websocket_ip(&self, ip: IpAddr, reason: &str, actor: UserId) -> Result<u64>;
-
-    /// Lifts the block of one connection (the trigger clears reason, actor
-    /// and time) and returns the row. Fails with [`Error::NotFound`].
-    async fn unblock_websocket_connection(
-        &self,
-        connection_id: &str,
-    ) -> Result<WebsocketConnection>;
-
-    /// Lifts the block of every blocked connection from `ip` (in either
-    /// form); returns how many were blocked.
-    async fn unblock_websocket_ip(&self, ip: IpAddr) -> Result<u64>;
-
-    /// Whether the connection `connection_id` is blocked, or any connection
-    /// from `ip` is: pass both to check a client on each message. An unknown
-    /// connection id is not blocked.
-    ///
-    /// Fails with [`Error::Validation`] on `connection_id` when neither is
-    /// given.
-    async fn is_websocket_blocked(
-        &self,
-        connection_id: Option<&str>,
-        ip: Option<IpAddr>,
-    ) -> Result<bool>;
-
-    /// Open connections (the `active_websocket_connections` view), most
-    /// recently connected first, one page at a time.
-    ///
-    /// Fails with [`Error::Validation`] on `cursor` for a cursor that is not
-    /// from this listing.
-    async fn active_websocket_connections(
-        &self,
-        page: &PageRequest,
-    ) -> Result<Page<ActiveWebsocketConnection>>;
-
-    /// The counters of the `websocket_connection_stats` view.
-    async fn websocket_stats(&self) -> Result<WebsocketConnectionStats>;
-
-    /// Deletes the connections closed more than `days_to_keep` days ago
-    /// (open ones are kept whatever their age) with the SQL function
-    /// `cleanup_old_websocket_connections`; returns how many it deleted.
-    ///
-    /// Fails with [`Error::Validation`] on `days_to_keep` unless it is in
-    /// `0..=`[`CLEANUP_DAYS_MAX`].
-    async fn cleanup_websocket_connections(&self, days_to_keep: i32) -> Result<u64>;
 }
 
 // ---- validation -------------------------------------------------------
@@ -292,8 +177,24 @@ fn active_scope() -> u64 {
     crate::page::scope(&["websocket_connections", "active"])
 }
 
-#[async_trait]
+/// WebSocket connections: recording them, blocking them, and monitoring.
+///
+/// Every method validates its input before any query runs
+/// ([`Error::Validation`] naming the field). Methods naming one connection
+/// fail with [`Error::NotFound`] when no row has that `connection_id`. On
+/// [`DisabledStore`](crate::DisabledStore) every method fails with [`Error::Disabled`]; on any
+/// store a lost connection is [`Error::Unavailable`].
+#[store_part]
 impl WebsocketStore for PgStore {
+    /// Records an opened connection in one statement (`INSERT .. ON
+    /// CONFLICT (connection_id) DO UPDATE`): a new row, or, when the id is
+    /// known, the same row reopened (`connected_at` and `last_activity_at`
+    /// now, `disconnected_at` cleared, user and `is_authenticated` replaced;
+    /// its address, user agent, message count, block and metadata kept, as
+    /// the id names one client). Returns the row.
+    ///
+    /// Fails with [`Error::NotFound`] (entity `user`) when the user does not
+    /// exist.
     async fn websocket_connected(
         &self,
         new: NewWebsocketConnection,
@@ -326,6 +227,7 @@ impl WebsocketStore for PgStore {
         })
     }
 
+    /// The connection with this id. Fails with [`Error::NotFound`].
     async fn websocket_connection(&self, connection_id: &str) -> Result<WebsocketConnection> {
         observed!(self.slow(), "websocket_connection", async {
             let id = check_connection_id(connection_id)?;
@@ -334,6 +236,9 @@ impl WebsocketStore for PgStore {
         })
     }
 
+    /// Counts one message on the connection (`message_count + 1`,
+    /// `last_activity_at` now) and returns the new count.
+    /// Fails with [`Error::NotFound`].
     async fn record_websocket_activity(&self, connection_id: &str) -> Result<i32> {
         observed!(self.slow(), "record_websocket_activity", async {
             let id = check_connection_id(connection_id)?;
@@ -344,6 +249,13 @@ impl WebsocketStore for PgStore {
         })
     }
 
+    /// Merges the top-level keys of `patch` into the connection's metadata
+    /// (keys in `patch` replace existing ones; set a key to `null` to blank
+    /// it) and returns the row.
+    ///
+    /// Fails with [`Error::Validation`] on `metadata` unless `patch` is a
+    /// JSON object without NUL characters of at most
+    /// [`METADATA_MAX_BYTES`]; with [`Error::NotFound`].
     async fn update_websocket_metadata(
         &self,
         connection_id: &str,
@@ -359,6 +271,9 @@ impl WebsocketStore for PgStore {
         })
     }
 
+    /// Marks the connection closed (`disconnected_at` now; a second call
+    /// keeps the first time) and returns the row. Fails with
+    /// [`Error::NotFound`].
     async fn websocket_disconnected(&self, connection_id: &str) -> Result<WebsocketConnection> {
         observed!(self.slow(), "websocket_disconnected", async {
             let id = check_connection_id(connection_id)?;
@@ -367,6 +282,11 @@ impl WebsocketStore for PgStore {
         })
     }
 
+    /// Blocks one connection with a reason, on behalf of `actor`; the
+    /// `blocked_at` trigger stamps the time. Returns the row.
+    ///
+    /// Fails with [`Error::NotFound`], or [`Error::Forbidden`] when the
+    /// actor does not exist.
     async fn block_websocket_connection(
         &self,
         connection_id: &str,
@@ -384,6 +304,15 @@ impl WebsocketStore for PgStore {
         })
     }
 
+    /// Blocks every recorded connection, open or closed, from `ip` (in its
+    /// IPv4 and IPv4-mapped IPv6 forms alike), with a reason, on behalf of
+    /// `actor`. Returns how many rows were blocked: 0 when the address never
+    /// connected, in which case nothing records the block (the template
+    /// keeps blocks on connection rows only; note too that
+    /// [`WebsocketStore::cleanup_websocket_connections`] deletes old closed
+    /// rows, blocked or not).
+    ///
+    /// Fails with [`Error::Forbidden`] when the actor does not exist.
     async fn block_websocket_ip(&self, ip: IpAddr, reason: &str, actor: UserId) -> Result<u64> {
         observed!(self.slow(), "block_websocket_ip", async {
             let reason = check_reason(reason)?;
@@ -400,6 +329,8 @@ impl WebsocketStore for PgStore {
         })
     }
 
+    /// Lifts the block of one connection (the trigger clears reason, actor
+    /// and time) and returns the row. Fails with [`Error::NotFound`].
     async fn unblock_websocket_connection(
         &self,
         connection_id: &str,
@@ -413,6 +344,8 @@ impl WebsocketStore for PgStore {
         })
     }
 
+    /// Lifts the block of every blocked connection from `ip` (in either
+    /// form); returns how many were blocked.
     async fn unblock_websocket_ip(&self, ip: IpAddr) -> Result<u64> {
         observed!(self.slow(), "unblock_websocket_ip", async {
             let ips = stored_forms(ip);
@@ -423,6 +356,12 @@ impl WebsocketStore for PgStore {
         })
     }
 
+    /// Whether the connection `connection_id` is blocked, or any connection
+    /// from `ip` is: pass both to check a client on each message. An unknown
+    /// connection id is not blocked.
+    ///
+    /// Fails with [`Error::Validation`] on `connection_id` when neither is
+    /// given.
     async fn is_websocket_blocked(
         &self,
         connection_id: Option<&str>,
@@ -444,6 +383,11 @@ impl WebsocketStore for PgStore {
         })
     }
 
+    /// Open connections (the `active_websocket_connections` view), most
+    /// recently connected first, one page at a time.
+    ///
+    /// Fails with [`Error::Validation`] on `cursor` for a cursor that is not
+    /// from this listing.
     async fn active_websocket_connections(
         &self,
         page: &PageRequest,
@@ -460,6 +404,7 @@ impl WebsocketStore for PgStore {
         })
     }
 
+    /// The counters of the `websocket_connection_stats` view.
     async fn websocket_stats(&self) -> Result<WebsocketConnectionStats> {
         observed!(self.slow(), "websocket_stats", async {
             self.with_read_conn(|conn| Box::pin(repo::stats(conn)))
@@ -467,6 +412,12 @@ impl WebsocketStore for PgStore {
         })
     }
 
+    /// Deletes the connections closed more than `days_to_keep` days ago
+    /// (open ones are kept whatever their age) with the SQL function
+    /// `cleanup_old_websocket_connections`; returns how many it deleted.
+    ///
+    /// Fails with [`Error::Validation`] on `days_to_keep` unless it is in
+    /// `0..=`[`CLEANUP_DAYS_MAX`].
     async fn cleanup_websocket_connections(&self, days_to_keep: i32) -> Result<u64> {
         observed!(self.slow(), "cleanup_websocket_connections", async {
             let days = check_days(days_to_keep)?;
@@ -475,24 +426,6 @@ impl WebsocketStore for PgStore {
                 .await?;
             Ok(u64::try_from(deleted).unwrap_or(0))
         })
-    }
-}
-
-super::disabled::disabled_store! {
-    WebsocketStore {
-        fn websocket_connected(NewWebsocketConnection) -> Result<WebsocketConnection>;
-        fn websocket_connection(&str) -> Result<WebsocketConnection>;
-        fn record_websocket_activity(&str) -> Result<i32>;
-        fn update_websocket_metadata(&str, serde_json::Value) -> Result<WebsocketConnection>;
-        fn websocket_disconnected(&str) -> Result<WebsocketConnection>;
-        fn block_websocket_connection(&str, &str, UserId) -> Result<WebsocketConnection>;
-        fn block_websocket_ip(IpAddr, &str, UserId) -> Result<u64>;
-        fn unblock_websocket_connection(&str) -> Result<WebsocketConnection>;
-        fn unblock_websocket_ip(IpAddr) -> Result<u64>;
-        fn is_websocket_blocked(Option<&str>, Option<IpAddr>) -> Result<bool>;
-        fn active_websocket_connections(&PageRequest) -> Result<Page<ActiveWebsocketConnection>>;
-        fn websocket_stats() -> Result<WebsocketConnectionStats>;
-        fn cleanup_websocket_connections(i32) -> Result<u64>;
     }
 }
 
