@@ -6,7 +6,8 @@
 //! Tokio runtime flavour, unlike a harness that uses `block_in_place`.
 
 use crate::error::{Error, Result};
-use crate::store::PgStore;
+use crate::pool::{DbPool, PooledConn};
+use async_trait::async_trait;
 use diesel::connection::SimpleConnection;
 use diesel::migration::{Migration, MigrationSource};
 use diesel::pg::Pg;
@@ -53,23 +54,65 @@ pub enum RevertSteps {
 
 type Progress = Box<dyn FnMut(&MigrationEvent) + Send>;
 
+/// What migrations run on: the primary server's pool. The crate's
+/// [`PgStore`](crate::PgStore) is one (so is an `Arc` of one); the functions
+/// of this module need nothing else of a store.
+#[async_trait]
+pub trait MigrationTarget: Send + Sync {
+    /// The pool of connections to the primary server. Fails with
+    /// [`Error::Unavailable`] once it is closed.
+    fn primary_pool(&self) -> Result<DbPool>;
+
+    /// A pooled connection to the primary, for reads. Fails with
+    /// [`Error::Unavailable`].
+    async fn primary_conn(&self) -> Result<PooledConn>;
+
+    /// The server's address with its password redacted, for errors.
+    fn redacted_target(&self) -> String;
+
+    /// Lets the holder record what an error says about the server's health
+    /// (a lost connection) and returns the error to report.
+    fn settle_err(&self, err: Error) -> Error {
+        err
+    }
+}
+
+#[async_trait]
+impl<T: MigrationTarget + ?Sized> MigrationTarget for std::sync::Arc<T> {
+    fn primary_pool(&self) -> Result<DbPool> {
+        (**self).primary_pool()
+    }
+
+    async fn primary_conn(&self) -> Result<PooledConn> {
+        (**self).primary_conn().await
+    }
+
+    fn redacted_target(&self) -> String {
+        (**self).redacted_target()
+    }
+
+    fn settle_err(&self, err: Error) -> Error {
+        (**self).settle_err(err)
+    }
+}
+
 fn migration_error(e: impl std::fmt::Display) -> Error {
     Error::Migration(e.to_string())
 }
 
 /// Runs `job` on a dedicated connection (not taken from the pool's slots),
 /// off the async workers, holding the advisory lock.
-async fn locked<T, F>(store: &PgStore, job: F) -> Result<T>
+async fn locked<T, F>(store: &(impl MigrationTarget + ?Sized), job: F) -> Result<T>
 where
     T: Send + 'static,
     F: FnOnce(&mut SyncConn) -> Result<T> + Send + 'static,
 {
-    let pool = store.pool()?;
+    let pool = store.primary_pool()?;
     let conn = pool
         .dedicated_connection()
         .await
         .map_err(|e| Error::Unavailable {
-            target: store.target_string(),
+            target: store.redacted_target(),
             reason: e.to_string(),
         })?;
     let handle = tokio::task::spawn_blocking(move || {
@@ -89,7 +132,7 @@ where
     let result = handle
         .await
         .map_err(|e| Error::Migration(format!("the migration task failed: {e}")))?;
-    store.settle(result)
+    result.map_err(|e| store.settle_err(e))
 }
 
 /// One application's embedded migrations beside the crate's: a set made
@@ -131,7 +174,10 @@ fn migrations_of_all(sets: &[MigrationSet]) -> Result<Vec<Box<dyn Migration<Pg>>
 ///
 /// Fails with [`Error::Migration`] naming the migration that failed (the
 /// ones before it stay applied), or [`Error::Unavailable`].
-pub async fn run_pending_with(store: &PgStore, progress: Progress) -> Result<Vec<String>> {
+pub async fn run_pending_with(
+    store: &(impl MigrationTarget + ?Sized),
+    progress: Progress,
+) -> Result<Vec<String>> {
     run_pending_sets(store, CRATE_ONLY, progress).await
 }
 
@@ -145,7 +191,7 @@ pub async fn run_pending_with(store: &PgStore, progress: Progress) -> Result<Vec
 /// ones before it stay applied) or two migrations with one version, or
 /// with [`Error::Unavailable`].
 pub async fn run_pending_sets(
-    store: &PgStore,
+    store: &(impl MigrationTarget + ?Sized),
     sets: &[MigrationSet],
     mut progress: Progress,
 ) -> Result<Vec<String>> {
@@ -167,7 +213,7 @@ pub async fn run_pending_sets(
 }
 
 /// [`run_pending_with`] without progress reports.
-pub async fn run_pending(store: &PgStore) -> Result<Vec<String>> {
+pub async fn run_pending(store: &(impl MigrationTarget + ?Sized)) -> Result<Vec<String>> {
     run_pending_with(store, Box::new(|_| {})).await
 }
 
@@ -177,7 +223,7 @@ pub async fn run_pending(store: &PgStore) -> Result<Vec<String>> {
 ///
 /// Fails with [`Error::Migration`] when a `down.sql` fails.
 pub async fn revert(
-    store: &PgStore,
+    store: &(impl MigrationTarget + ?Sized),
     steps: RevertSteps,
     progress: Progress,
 ) -> Result<Vec<String>> {
@@ -191,7 +237,7 @@ pub async fn revert(
 /// Fails with [`Error::Migration`] when a `down.sql` fails (for example
 /// because another set's table still depends on what it drops).
 pub async fn revert_set(
-    store: &PgStore,
+    store: &(impl MigrationTarget + ?Sized),
     set: MigrationSet,
     steps: RevertSteps,
     mut progress: Progress,
@@ -237,7 +283,10 @@ fn newest_applied<'a>(
 /// applied.
 ///
 /// Fails as [`revert`] and [`run_pending_with`] do.
-pub async fn redo(store: &PgStore, progress: Progress) -> Result<Option<String>> {
+pub async fn redo(
+    store: &(impl MigrationTarget + ?Sized),
+    progress: Progress,
+) -> Result<Option<String>> {
     redo_set(store, &MIGRATIONS, progress).await
 }
 
@@ -246,7 +295,7 @@ pub async fn redo(store: &PgStore, progress: Progress) -> Result<Option<String>>
 ///
 /// Fails as [`revert_set`] and [`run_pending_sets`] do.
 pub async fn redo_set(
-    store: &PgStore,
+    store: &(impl MigrationTarget + ?Sized),
     set: MigrationSet,
     mut progress: Progress,
 ) -> Result<Option<String>> {
@@ -278,7 +327,7 @@ struct AppliedRow {
 ///
 /// Reads only: it takes no lock and creates nothing, so it suits health
 /// probes. Fails with [`Error::Unavailable`] or [`Error::Migration`].
-pub async fn list(store: &PgStore) -> Result<Vec<MigrationState>> {
+pub async fn list(store: &(impl MigrationTarget + ?Sized)) -> Result<Vec<MigrationState>> {
     list_sets(store, CRATE_ONLY).await
 }
 
@@ -287,9 +336,12 @@ pub async fn list(store: &PgStore) -> Result<Vec<MigrationState>> {
 ///
 /// Fails with [`Error::Unavailable`], or [`Error::Migration`] when two
 /// migrations share a version.
-pub async fn list_sets(store: &PgStore, sets: &[MigrationSet]) -> Result<Vec<MigrationState>> {
+pub async fn list_sets(
+    store: &(impl MigrationTarget + ?Sized),
+    sets: &[MigrationSet],
+) -> Result<Vec<MigrationState>> {
     use diesel_async::RunQueryDsl;
-    let mut conn = store.conn().await?;
+    let mut conn = store.primary_conn().await?;
     let exists: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
         "to_regclass('__diesel_schema_migrations') IS NOT NULL",
     ))

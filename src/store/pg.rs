@@ -103,10 +103,6 @@ impl PgStore {
             .ok_or_else(|| self.closed())
     }
 
-    pub(crate) fn target_string(&self) -> String {
-        self.target.clone()
-    }
-
     fn closed(&self) -> Error {
         Error::Unavailable {
             target: self.target.clone(),
@@ -311,6 +307,25 @@ impl PgStore {
 
     pub(crate) fn slow(&self) -> Duration {
         self.config.slow_call_threshold()
+    }
+}
+
+#[async_trait]
+impl crate::migrate::MigrationTarget for PgStore {
+    fn primary_pool(&self) -> Result<DbPool> {
+        self.pool()
+    }
+
+    async fn primary_conn(&self) -> Result<PooledConn> {
+        self.conn().await
+    }
+
+    fn redacted_target(&self) -> String {
+        self.target.clone()
+    }
+
+    fn settle_err(&self, err: Error) -> Error {
+        PgStore::settle_err(self, err)
     }
 }
 
