@@ -108,7 +108,7 @@ fn check(method: &ImplItemFn) -> syn::Result<()> {
     let sig = &method.sig;
     if sig.asyncness.is_none() {
         return Err(syn::Error::new_spanned(
-            &sig.fn_token,
+            sig.fn_token,
             "a store method is an `async fn`",
         ));
     }
