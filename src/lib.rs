@@ -66,7 +66,8 @@ pub use store::password_resets::{ResetDelivery, ResetPolicy, ResetRequested};
 pub use store::replicas::ReplicaStatus;
 pub use store::sessions::{CookieSigner, EndedSessions, SessionCookie, SessionData, StoredSession};
 pub use store::tokens::IssuedRefreshToken;
-pub use store::users::{NewLocalUser, NewOAuthUser, ProfileUpdate, RequestMeta, RoleCount};
+pub use store::user_audit_log::RequestMeta;
+pub use store::users::{NewLocalUser, NewOAuthUser, ProfileUpdate, RoleCount};
 pub use store::websocket::NewWebsocketConnection;
 pub use store::{
     AuditStore, ConversationStore, DisabledStore, HealthStore, Isolation, PasswordResetStore,

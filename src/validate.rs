@@ -61,6 +61,30 @@ pub fn display_name(value: &str) -> Result<&str> {
     required("display_name", value, DISPLAY_NAME_MAX)
 }
 
+/// Checks a lifetime (positive, at most `max`) and converts it to an SQL
+/// interval. Fails with [`Error::Validation`] on `field`.
+pub(crate) fn interval(
+    field: &'static str,
+    ttl: chrono::Duration,
+    max: chrono::Duration,
+) -> Result<diesel::pg::data_types::PgInterval> {
+    if ttl <= chrono::Duration::zero() {
+        return Err(Error::validation(field, "must be positive"));
+    }
+    if ttl > max {
+        return Err(Error::validation(
+            field,
+            format!("must be at most {} days", max.num_days()),
+        ));
+    }
+    let micros = ttl
+        .num_microseconds()
+        .ok_or_else(|| Error::validation(field, "is too long"))?;
+    Ok(diesel::pg::data_types::PgInterval::from_microseconds(
+        micros,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +121,18 @@ mod tests {
         assert_eq!(
             text("bio", "'; DROP TABLE users; --", 100).unwrap(),
             "'; DROP TABLE users; --"
+        );
+    }
+
+    #[test]
+    fn lifetimes_are_checked() {
+        let max = chrono::Duration::days(2);
+        assert!(interval("ttl", chrono::Duration::zero(), max).is_err());
+        assert!(interval("ttl", chrono::Duration::seconds(-1), max).is_err());
+        assert!(interval("ttl", chrono::Duration::days(3), max).is_err());
+        assert_eq!(
+            interval("ttl", chrono::Duration::seconds(90), max).unwrap(),
+            diesel::pg::data_types::PgInterval::from_microseconds(90_000_000)
         );
     }
 }

@@ -9,7 +9,8 @@ use common::TestDb;
 use pronghorn_db::models::Role;
 use pronghorn_db::page::PageRequest;
 use pronghorn_db::repo::audit::AuditQuery;
-use pronghorn_db::store::users::{NewLocalUser, RequestMeta};
+use pronghorn_db::store::user_audit_log::RequestMeta;
+use pronghorn_db::store::users::NewLocalUser;
 use pronghorn_db::token::Token;
 use pronghorn_db::views::ResetStatus;
 use pronghorn_db::{

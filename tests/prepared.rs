@@ -13,7 +13,8 @@ use chrono::{Duration, Utc};
 use common::TestDb;
 use diesel_async::RunQueryDsl;
 use pronghorn_db::models::Role;
-use pronghorn_db::store::users::{NewLocalUser, RequestMeta};
+use pronghorn_db::store::user_audit_log::RequestMeta;
+use pronghorn_db::store::users::NewLocalUser;
 use pronghorn_db::{
     ConversationStore, NewConversation, NewWebsocketConnection, PageRequest, PgStore,
     RefreshTokenStore, SessionCookie, SessionData, SessionStore, UserFilter, UserId, UserStore,

@@ -8,7 +8,8 @@ use pronghorn_db::models::Role;
 use pronghorn_db::page::PageRequest;
 use pronghorn_db::repo::audit::AuditQuery;
 use pronghorn_db::repo::users::UserFilter;
-use pronghorn_db::store::users::{NewLocalUser, NewOAuthUser, ProfileUpdate, RequestMeta};
+use pronghorn_db::store::user_audit_log::RequestMeta;
+use pronghorn_db::store::users::{NewLocalUser, NewOAuthUser, ProfileUpdate};
 use pronghorn_db::{AuditStore, DisabledStore, Error, PgStore, User, UserId, UserStore};
 use std::sync::Arc;
 

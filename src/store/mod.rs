@@ -15,14 +15,23 @@
 //! [`Store`]'s list of parts below. [`HealthStore`] is the one part written
 //! by hand for both stores, since a disabled store answers it without
 //! failing.
+//!
+//! # Layers inside the store
+//!
+//! A part imports only from below it: `policy` (who may act on whom) and
+//! the audit writer in `user_audit_log` sit at the bottom; `sessions` and
+//! `tokens` use the repositories alone; `users` and `password_resets`
+//! build on those. A helper two parts need moves down, never sideways.
 
 pub mod conversations;
 mod disabled;
 pub mod password_resets;
 mod pg;
+mod policy;
 pub mod replicas;
 pub mod sessions;
 pub mod tokens;
+pub mod user_audit_log;
 pub mod users;
 pub mod websocket;
 
@@ -32,7 +41,8 @@ pub use password_resets::PasswordResetStore;
 pub use pg::{Isolation, PgStore};
 pub use sessions::SessionStore;
 pub use tokens::RefreshTokenStore;
-pub use users::{AuditStore, UserStore};
+pub use user_audit_log::AuditStore;
+pub use users::UserStore;
 pub use websocket::WebsocketStore;
 
 use crate::error::Result;

@@ -21,9 +21,9 @@
 //! two short statements between the cases.
 
 use super::pg::ReadFrom;
+use super::policy::{authorize, lock_actor_and_target};
 use super::sessions::end_everywhere;
-use super::tokens::interval;
-use super::users::{audit, authorize, lock_actor_and_target, AuditAction, RequestMeta};
+use super::user_audit_log::{audit, AuditAction, RequestMeta};
 use super::PgStore;
 use crate::error::{Error, Result, TokenProblem};
 use crate::models::{User, UserId};
@@ -32,7 +32,7 @@ use crate::page::{scope, Page, PageRequest};
 use crate::repo::password_resets::{self as repo, FoundRequest};
 use crate::repo::users as users_repo;
 use crate::token::{Token, TokenDigest};
-use crate::validate;
+use crate::validate::{self, interval};
 use crate::views::PendingPasswordReset;
 use chrono::{DateTime, Duration, Utc};
 use pronghorn_db_macros::store_part;

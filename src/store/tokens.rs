@@ -15,8 +15,8 @@ use crate::models::{RefreshToken, UserId};
 use crate::observe::observed;
 use crate::repo::refresh_tokens::{self as repo, FoundToken};
 use crate::token::{Token, TokenDigest};
+use crate::validate::interval;
 use chrono::{DateTime, Utc};
-use diesel::pg::data_types::PgInterval;
 use pronghorn_db_macros::store_part;
 use uuid::Uuid;
 
@@ -47,27 +47,6 @@ impl IssuedRefreshToken {
             expires_at: row.expires_at,
         }
     }
-}
-
-/// Checks a lifetime and converts it to an SQL interval.
-pub(crate) fn interval(
-    field: &'static str,
-    ttl: chrono::Duration,
-    max: chrono::Duration,
-) -> Result<PgInterval> {
-    if ttl <= chrono::Duration::zero() {
-        return Err(Error::validation(field, "must be positive"));
-    }
-    if ttl > max {
-        return Err(Error::validation(
-            field,
-            format!("must be at most {} days", max.num_days()),
-        ));
-    }
-    let micros = ttl
-        .num_microseconds()
-        .ok_or_else(|| Error::validation(field, "is too long"))?;
-    Ok(PgInterval::from_microseconds(micros))
 }
 
 fn rejected(problem: TokenProblem) -> Error {
@@ -271,22 +250,5 @@ impl RefreshTokenStore for PgStore {
             self.with_conn(|conn| Box::pin(repo::delete_expired(conn)))
                 .await
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lifetimes_are_checked() {
-        let max = chrono::Duration::days(2);
-        assert!(interval("ttl", chrono::Duration::zero(), max).is_err());
-        assert!(interval("ttl", chrono::Duration::seconds(-1), max).is_err());
-        assert!(interval("ttl", chrono::Duration::days(3), max).is_err());
-        assert_eq!(
-            interval("ttl", chrono::Duration::seconds(90), max).unwrap(),
-            PgInterval::from_microseconds(90_000_000)
-        );
     }
 }

@@ -3,16 +3,16 @@
 //! implementations for [`PgStore`] and [`DisabledStore`](crate::DisabledStore).
 
 use super::pg::ReadFrom;
+use super::policy::{authorize, lock_actor, lock_actor_and_target};
 use super::sessions::end_everywhere;
+use super::user_audit_log::{audit, AuditAction, RequestMeta};
 use super::PgStore;
 use crate::error::{Error, Result};
-use crate::models::user_audit_log::NewAuditEntry;
 use crate::models::users::{NewUserRow, ProfileChanges};
-use crate::models::{AuditLogEntry, Role, User, UserId};
+use crate::models::{Role, User, UserId};
 use crate::observe::observed;
 use crate::page::{Page, PageRequest};
 use crate::password::{HashScheme, Verified, MAX_PASSWORD_BYTES};
-use crate::repo::audit::{self as audit_repo, AuditQuery};
 use crate::repo::login_failures as login_repo;
 use crate::repo::sessions as sessions_repo;
 use crate::repo::users::{self as repo, UserFilter};
@@ -21,7 +21,6 @@ use diesel_async::AsyncPgConnection;
 use pronghorn_db_macros::store_part;
 use serde_json::json;
 use std::fmt;
-use std::net::IpAddr;
 
 /// `users.language_preference` is VARCHAR(10).
 const LANGUAGE_MAX: usize = 10;
@@ -35,30 +34,6 @@ const OAUTH_ID_MAX: usize = 255;
 const EXTRA_ROLE_MAX: usize = 50;
 /// Longest block reason.
 const REASON_MAX: usize = 1000;
-/// User agents are cut to this many characters in the audit log.
-const USER_AGENT_MAX: usize = 512;
-
-/// Who made a request, for the audit log.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequestMeta {
-    /// The client's address.
-    pub ip: Option<IpAddr>,
-    /// The client's `User-Agent` header. NUL bytes are dropped and it is cut
-    /// to 512 characters before it is stored, since no request should fail
-    /// over a header.
-    pub user_agent: Option<String>,
-}
-
-impl RequestMeta {
-    pub(crate) fn user_agent(&self) -> Option<String> {
-        self.user_agent.as_deref().map(|ua| {
-            ua.chars()
-                .filter(|c| *c != '\0')
-                .take(USER_AGENT_MAX)
-                .collect()
-        })
-    }
-}
 
 /// A new local account (email and password).
 #[derive(Clone)]
@@ -160,53 +135,6 @@ pub struct RoleCount {
     pub count: i64,
 }
 
-/// The names of the audit actions this crate writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuditAction {
-    /// A user changed its own profile; details `{fields}`.
-    ProfileUpdated,
-    /// A user changed its own password.
-    PasswordChanged,
-    /// A user deleted its own account.
-    AccountSelfDeleted,
-    /// An admin created a user; details `{role, email_verified}`.
-    UserCreatedByAdmin,
-    /// An admin changed a user's profile; details `{fields}`.
-    UserUpdatedByAdmin,
-    /// An admin changed a user's role; details `{previousRole, newRole}`.
-    RoleChanged,
-    /// An admin blocked a user; details `{reason}`.
-    UserBlocked,
-    /// An admin unblocked a user.
-    UserUnblocked,
-    /// An admin deleted a user; details `{email}`.
-    UserDeleted,
-    /// An admin generated a password reset token for a user.
-    AdminGeneratedResetToken,
-    /// A user set a new password with a password reset token; details
-    /// `{requestId}`.
-    PasswordReset,
-}
-
-impl AuditAction {
-    /// The name stored in `user_audit_log.action`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AuditAction::ProfileUpdated => "profile_updated",
-            AuditAction::PasswordChanged => "password_changed",
-            AuditAction::AccountSelfDeleted => "account_self_deleted",
-            AuditAction::UserCreatedByAdmin => "user_created_by_admin",
-            AuditAction::UserUpdatedByAdmin => "user_updated_by_admin",
-            AuditAction::RoleChanged => "role_changed",
-            AuditAction::UserBlocked => "user_blocked",
-            AuditAction::UserUnblocked => "user_unblocked",
-            AuditAction::UserDeleted => "user_deleted",
-            AuditAction::AdminGeneratedResetToken => "admin_generated_reset_token",
-            AuditAction::PasswordReset => "password_reset",
-        }
-    }
-}
-
 // ---- validation -------------------------------------------------------
 
 fn check_language(lang: &str) -> Result<&str> {
@@ -263,103 +191,6 @@ impl CheckedProfile {
             avatar_url: self.avatar_url.as_ref().map(|a| a.as_deref()),
         }
     }
-}
-
-fn role_level(role: Option<&str>) -> i32 {
-    role.and_then(|r| r.parse::<Role>().ok())
-        .map_or(0, Role::level)
-}
-
-/// The template's hierarchy: the actor's level must be strictly above the
-/// target's current level and, when a new role is given, above it too.
-pub(crate) fn authorize(
-    actor: &User,
-    target_role: Option<&str>,
-    new_role: Option<Role>,
-) -> Result<()> {
-    if actor.blocked() {
-        return Err(Error::Forbidden {
-            reason: "a blocked account cannot manage users".into(),
-        });
-    }
-    let mine = role_level(actor.role.as_deref());
-    if mine <= role_level(target_role) {
-        return Err(Error::Forbidden {
-            reason: "only users below the actor's own role can be managed".into(),
-        });
-    }
-    if let Some(new_role) = new_role {
-        if mine <= new_role.level() {
-            return Err(Error::Forbidden {
-                reason: format!("the actor cannot grant the role {new_role}"),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Loads and locks the actor, so that its role cannot change until the
-/// action commits (unknown actors are refused, not "not found").
-async fn lock_actor(conn: &mut AsyncPgConnection, actor: UserId) -> Result<User> {
-    match repo::lock_by_id(conn, actor).await {
-        Err(Error::NotFound { .. }) => Err(Error::Forbidden {
-            reason: "the acting user does not exist".into(),
-        }),
-        other => other,
-    }
-}
-
-/// Locks the acting admin and the target user, in id order (so that two
-/// admins acting on each other cannot deadlock), so that neither's role or
-/// block can change until the action commits. Returns `(actor, target)`.
-///
-/// Fails with [`Error::Forbidden`] when the actor does not exist, and
-/// [`Error::NotFound`] when the target does not.
-pub(crate) async fn lock_actor_and_target(
-    conn: &mut AsyncPgConnection,
-    actor: UserId,
-    target: UserId,
-) -> Result<(User, User)> {
-    let actor_first = actor <= target;
-    let first = if actor_first { actor } else { target };
-    let second = if actor_first { target } else { actor };
-    let locked = |id: UserId, r: Result<User>| match r {
-        Err(Error::NotFound { .. }) if id == actor => Err(Error::Forbidden {
-            reason: "the acting user does not exist".into(),
-        }),
-        other => other,
-    };
-    let a = locked(first, repo::lock_by_id(conn, first).await)?;
-    let b = if first == second {
-        a.clone()
-    } else {
-        locked(second, repo::lock_by_id(conn, second).await)?
-    };
-    Ok(if actor_first { (a, b) } else { (b, a) })
-}
-
-pub(crate) async fn audit(
-    conn: &mut AsyncPgConnection,
-    action: AuditAction,
-    user: Option<UserId>,
-    actor: Option<UserId>,
-    details: serde_json::Value,
-    meta: &RequestMeta,
-) -> Result<()> {
-    let user_agent = meta.user_agent();
-    audit_repo::record(
-        conn,
-        &NewAuditEntry {
-            user_id: user,
-            actor_id: actor,
-            action: action.as_str(),
-            details,
-            ip_address: meta.ip.map(ipnet::IpNet::from),
-            user_agent: user_agent.as_deref(),
-        },
-    )
-    .await?;
-    Ok(())
 }
 
 /// A validated local user, ready to insert once hashed.
@@ -1127,37 +958,6 @@ fn extra_roles(user: &User) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Reading the audit log (entries are only ever appended, by the store).
-#[store_part]
-impl AuditStore for PgStore {
-    /// Entries about a user, by an actor or with an action, newest first.
-    /// Fails with [`Error::Validation`] on `cursor` for a foreign cursor.
-    async fn audit_log(
-        &self,
-        query: &AuditQuery,
-        page: &PageRequest,
-    ) -> Result<Page<AuditLogEntry>> {
-        observed!(self.slow(), "audit_log", async {
-            if let AuditQuery::Action(a) = query {
-                validate::required("action", a, 100)?;
-            }
-            let scope = query.scope();
-            let query = query.clone();
-            self.page(
-                ReadFrom::Replica,
-                page,
-                scope,
-                audit_repo::cursor_of,
-                move |conn, after, n| {
-                    let query = query.clone();
-                    Box::pin(async move { audit_repo::list(conn, &query, after, n).await })
-                },
-            )
-            .await
-        })
-    }
-}
-
 /// The email's key in `login_failures`: the SHA-256 hex of the normalised
 /// email, so that no stranger's address is stored in clear.
 fn email_digest(email: &str) -> String {
@@ -1172,7 +972,7 @@ fn email_digest(email: &str) -> String {
 fn login_window(window: std::time::Duration) -> Result<diesel::pg::data_types::PgInterval> {
     let window = chrono::Duration::from_std(window)
         .map_err(|_| Error::validation("LOGIN_FAILURE_WINDOW_MS", "is too long"))?;
-    crate::store::tokens::interval(
+    crate::validate::interval(
         "LOGIN_FAILURE_WINDOW_MS",
         window,
         chrono::Duration::days(30),
