@@ -58,17 +58,17 @@ pub use error::{Error, Result, TokenProblem};
 pub use models::{Role, User, UserId};
 pub use page::{Page, PageRequest};
 pub use pool::PoolStats;
-pub use repo::audit::AuditQuery;
 pub use repo::messages::MessageOrder;
+pub use repo::user_audit_log::AuditQuery;
 pub use repo::users::UserFilter;
 pub use store::conversations::{NewConversation, NewMessage, TokenUsage};
-pub use store::password_resets::{ResetDelivery, ResetPolicy, ResetRequested};
+pub use store::password_reset_requests::{ResetDelivery, ResetPolicy, ResetRequested};
+pub use store::refresh_tokens::IssuedRefreshToken;
 pub use store::replicas::ReplicaStatus;
 pub use store::sessions::{CookieSigner, EndedSessions, SessionCookie, SessionData, StoredSession};
-pub use store::tokens::IssuedRefreshToken;
 pub use store::user_audit_log::RequestMeta;
 pub use store::users::{NewLocalUser, NewOAuthUser, ProfileUpdate, RoleCount};
-pub use store::websocket::NewWebsocketConnection;
+pub use store::websocket_connections::NewWebsocketConnection;
 pub use store::{
     AuditStore, ConversationStore, DisabledStore, HealthStore, Isolation, PasswordResetStore,
     PgStore, RefreshTokenStore, ServerInfo, SessionStore, Store, UserStore, WebsocketStore,

@@ -224,7 +224,8 @@ async fn take_over(
     let refresh_tokens_revoked =
         crate::repo::refresh_tokens::revoke_all_of_user(conn, account.id).await?;
     // No request has the nil id, so this ends every pending reset.
-    crate::repo::password_resets::expire_others_of_user(conn, account.id, Uuid::nil()).await?;
+    crate::repo::password_reset_requests::expire_others_of_user(conn, account.id, Uuid::nil())
+        .await?;
     Ok(TakenOver {
         account,
         sessions_ended,

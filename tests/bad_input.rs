@@ -6,7 +6,7 @@
 mod common;
 
 use common::TestDb;
-use pronghorn_db::repo::audit::AuditQuery;
+use pronghorn_db::repo::user_audit_log::AuditQuery;
 use pronghorn_db::{
     AuditStore, ConversationStore, Error, MessageOrder, NewConversation, NewLocalUser, NewMessage,
     NewOAuthUser, NewWebsocketConnection, PageRequest, PasswordResetStore, PgStore, ProfileUpdate,

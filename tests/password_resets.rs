@@ -8,7 +8,7 @@ use chrono::{Duration, Utc};
 use common::TestDb;
 use pronghorn_db::models::Role;
 use pronghorn_db::page::PageRequest;
-use pronghorn_db::repo::audit::AuditQuery;
+use pronghorn_db::repo::user_audit_log::AuditQuery;
 use pronghorn_db::store::user_audit_log::RequestMeta;
 use pronghorn_db::store::users::NewLocalUser;
 use pronghorn_db::token::Token;

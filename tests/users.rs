@@ -6,7 +6,7 @@ mod common;
 use common::TestDb;
 use pronghorn_db::models::Role;
 use pronghorn_db::page::PageRequest;
-use pronghorn_db::repo::audit::AuditQuery;
+use pronghorn_db::repo::user_audit_log::AuditQuery;
 use pronghorn_db::repo::users::UserFilter;
 use pronghorn_db::store::user_audit_log::RequestMeta;
 use pronghorn_db::store::users::{NewLocalUser, NewOAuthUser, ProfileUpdate};

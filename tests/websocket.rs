@@ -10,7 +10,9 @@ mod common;
 
 use common::TestDb;
 use pronghorn_db::page::PageRequest;
-use pronghorn_db::store::websocket::{CLEANUP_DAYS_MAX, METADATA_MAX_BYTES, USER_AGENT_MAX};
+use pronghorn_db::store::websocket_connections::{
+    CLEANUP_DAYS_MAX, METADATA_MAX_BYTES, USER_AGENT_MAX,
+};
 use pronghorn_db::{DisabledStore, Error, NewWebsocketConnection, UserId, WebsocketStore};
 use serde_json::json;
 use std::collections::HashSet;

@@ -25,25 +25,25 @@
 
 pub mod conversations;
 mod disabled;
-pub mod password_resets;
+pub mod password_reset_requests;
 mod pg;
 mod policy;
+pub mod refresh_tokens;
 pub mod replicas;
 pub mod sessions;
-pub mod tokens;
 pub mod user_audit_log;
 pub mod users;
-pub mod websocket;
+pub mod websocket_connections;
 
 pub use conversations::ConversationStore;
 pub use disabled::DisabledStore;
-pub use password_resets::PasswordResetStore;
+pub use password_reset_requests::PasswordResetStore;
 pub use pg::{Isolation, PgStore};
+pub use refresh_tokens::RefreshTokenStore;
 pub use sessions::SessionStore;
-pub use tokens::RefreshTokenStore;
 pub use user_audit_log::AuditStore;
 pub use users::UserStore;
-pub use websocket::WebsocketStore;
+pub use websocket_connections::WebsocketStore;
 
 use crate::error::Result;
 use crate::pool::PoolStats;

@@ -9,7 +9,7 @@ use crate::models::user_audit_log::NewAuditEntry;
 use crate::models::{AuditLogEntry, UserId};
 use crate::observe::observed;
 use crate::page::{Page, PageRequest};
-use crate::repo::audit::{self as audit_repo, AuditQuery};
+use crate::repo::user_audit_log::{self as audit_repo, AuditQuery};
 use crate::validate;
 use diesel_async::AsyncPgConnection;
 use pronghorn_db_macros::store_part;

@@ -9,7 +9,7 @@ use crate::models::websocket_connections::NewWebsocketConnectionRow;
 use crate::models::{UserId, WebsocketConnection};
 use crate::observe::observed;
 use crate::page::{Page, PageRequest};
-use crate::repo::websocket as repo;
+use crate::repo::websocket_connections as repo;
 use crate::validate;
 use crate::views::{ActiveWebsocketConnection, WebsocketConnectionStats};
 use ipnet::IpNet;

@@ -29,7 +29,7 @@ use crate::error::{Error, Result, TokenProblem};
 use crate::models::{User, UserId};
 use crate::observe::observed;
 use crate::page::{scope, Page, PageRequest};
-use crate::repo::password_resets::{self as repo, FoundRequest};
+use crate::repo::password_reset_requests::{self as repo, FoundRequest};
 use crate::repo::users as users_repo;
 use crate::token::{Token, TokenDigest};
 use crate::validate::{self, interval};
