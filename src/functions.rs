@@ -1,12 +1,14 @@
-//! `define_sql_function!` declarations for the SQL functions the
-//! migrations create, so that queries calling them are type-checked.
+//! Every SQL function the crate's queries call, declared once with
+//! `define_sql_function!` so that queries calling them are type-checked:
+//! first the functions the migrations create, then the built-ins the
+//! repositories use, then `clock`, the database's clock in queries.
 //!
 //! Call them inside a query, e.g.
 //! `diesel::select(get_role_level("admin")).get_result::<i32>(conn)`.
 //! A failure inside the function reaches the caller as the query's error
 //! (a `diesel::result::Error`, mapped to [`crate::Error`] by the store).
 
-use diesel::sql_types::{Inet, Integer, Jsonb, Nullable, Text, Uuid, Varchar};
+use diesel::sql_types::{Inet, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid, Varchar};
 
 diesel::define_sql_function! {
     /// `log_user_action(p_user_id, p_actor_id, p_action, p_details,
@@ -58,4 +60,67 @@ diesel::define_sql_function! {
     /// `is_valid_role(role)`: true only for `superadmin`, `admin` and
     /// `user` (exact, case-sensitive).
     fn is_valid_role(role: Varchar) -> Bool;
+}
+
+// ---- built-in functions the repositories call ----------------------
+
+diesel::define_sql_function! {
+    /// SQL `lower(text)`.
+    fn lower(x: Varchar) -> Varchar;
+}
+
+diesel::define_sql_function! {
+    /// SQL `coalesce(timestamptz, timestamptz)`.
+    #[sql_name = "coalesce"]
+    fn coalesce_ts(x: Nullable<Timestamptz>, y: Timestamptz) -> Timestamptz;
+}
+
+diesel::define_sql_function! {
+    /// SQL `coalesce(jsonb, jsonb)`.
+    #[sql_name = "coalesce"]
+    fn coalesce_jsonb(x: Nullable<Jsonb>, y: Jsonb) -> Jsonb;
+}
+
+diesel::define_sql_function! {
+    /// SQL `clock_timestamp()`: the wall-clock time when it is evaluated
+    /// (unlike `now()`, which is fixed at the start of the transaction).
+    fn clock_timestamp() -> Timestamptz;
+}
+
+/// The database's clock in queries: `now()` typed as `timestamptz`, and
+/// `timestamptz ± interval`, which Diesel offers for columns but not for
+/// function calls. Expiries are written and checked on this one clock, so
+/// that app servers with skewed clocks still agree.
+pub(crate) mod clock {
+    use diesel::pg::data_types::PgInterval;
+    use diesel::pg::Pg;
+    use diesel::sql_types::{Interval, Timestamptz};
+    use diesel::IntoSql;
+
+    diesel::define_sql_function! {
+        /// SQL `now()`: the transaction's start time.
+        #[sql_name = "now"]
+        fn db_now() -> Timestamptz;
+    }
+
+    diesel::infix_operator!(Later, " + ", Timestamptz, backend: Pg);
+    diesel::infix_operator!(Earlier, " - ", Timestamptz, backend: Pg);
+
+    /// The bound interval type of [`from_now`] and [`ago`].
+    type BoundInterval = diesel::dsl::AsExprOf<PgInterval, Interval>;
+
+    /// `now() + span`.
+    pub(crate) fn from_now(span: PgInterval) -> Later<db_now, BoundInterval> {
+        Later::new(db_now(), span.into_sql::<Interval>())
+    }
+
+    /// `now() - span`.
+    pub(crate) fn ago(span: PgInterval) -> Earlier<db_now, BoundInterval> {
+        Earlier::new(db_now(), span.into_sql::<Interval>())
+    }
+
+    /// `now()`, typed as `timestamptz`.
+    pub(crate) fn current() -> db_now {
+        db_now()
+    }
 }

@@ -4,8 +4,8 @@
 
 use super::cache_by_sql::KeepPrepared;
 use super::columns::Rendered;
-use super::sql::{clock_timestamp, coalesce_ts};
 use crate::error::{Error, Result};
+use crate::functions::{clock_timestamp, coalesce_ts};
 use crate::models::conversations::NewConversationRow;
 use crate::models::{Conversation, UserId};
 use crate::page::Cursor;

@@ -3,8 +3,8 @@
 //! every app instance sees the same count.
 
 use super::cache_by_sql::KeepPrepared;
-use super::clock;
 use crate::error::Result;
+use crate::functions::clock;
 use crate::models::UserId;
 use crate::schema::login_failures;
 use chrono::{DateTime, Utc};

@@ -4,8 +4,8 @@
 
 use super::columns::{Columns, Rendered};
 use super::conversations::epoch;
-use super::sql::coalesce_ts;
 use crate::error::{Error, Result};
+use crate::functions::coalesce_ts;
 use crate::models::messages::NewMessageRow;
 use crate::models::Message;
 use crate::page::Cursor;

@@ -3,7 +3,6 @@
 //! transaction; the store checks connections out and calls them.
 
 mod cache_by_sql;
-mod clock;
 mod columns;
 pub mod conversations;
 pub mod login_failures;
@@ -11,7 +10,6 @@ pub mod messages;
 pub mod password_reset_requests;
 pub mod refresh_tokens;
 pub mod sessions;
-pub mod sql;
 pub mod user_audit_log;
 pub mod users;
 pub mod websocket_connections;

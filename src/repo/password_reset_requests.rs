@@ -5,10 +5,10 @@
 //! clock (`now()`).
 
 use super::cache_by_sql::KeepPrepared;
-use super::clock;
 use super::columns::Rendered;
-use super::sql::lower;
 use crate::error::Result;
+use crate::functions::clock;
+use crate::functions::lower;
 use crate::models::{PasswordResetRequest, UserId};
 use crate::page::Cursor;
 use crate::schema::password_reset_requests as prr;

@@ -3,9 +3,9 @@
 //! database's clock (`now()`), for writes and checks alike.
 
 use super::cache_by_sql::KeepPrepared;
-use super::clock;
 use super::columns::Rendered;
 use crate::error::Result;
+use crate::functions::clock;
 use crate::models::{RefreshToken, UserId};
 use crate::schema::refresh_tokens as rt;
 use crate::schema::users;

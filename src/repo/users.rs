@@ -3,8 +3,8 @@
 
 use super::cache_by_sql::KeepPrepared;
 use super::columns::Rendered;
-use super::sql::{coalesce_ts, lower};
 use crate::error::{Error, Result};
+use crate::functions::{coalesce_ts, lower};
 use crate::models::users::{NewUserRow, ProfileChanges};
 use crate::models::{User, UserId};
 use crate::page::Cursor;

@@ -4,9 +4,9 @@
 
 use super::cache_by_sql::KeepPrepared;
 use super::columns::Rendered;
-use super::sql::coalesce_jsonb;
 use crate::error::{Error, Result};
 use crate::functions::cleanup_old_websocket_connections;
+use crate::functions::coalesce_jsonb;
 use crate::models::websocket_connections::NewWebsocketConnectionRow;
 use crate::models::{UserId, WebsocketConnection};
 use crate::page::Cursor;
@@ -126,8 +126,11 @@ pub async fn disconnect(
 ) -> Result<WebsocketConnection> {
     diesel::update(ws::table.filter(ws::connection_id.eq(connection_id)))
         .set(
-            ws::disconnected_at
-                .eq(super::sql::coalesce_ts(ws::disconnected_at, diesel::dsl::now).nullable()),
+            ws::disconnected_at.eq(crate::functions::coalesce_ts(
+                ws::disconnected_at,
+                diesel::dsl::now,
+            )
+            .nullable()),
         )
         .returning(WebsocketConnection::columns())
         .keep_prepared()
