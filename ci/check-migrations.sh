@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checks the Diesel migrations against a real PostgreSQL, in scratch databases that are
 # dropped on exit:
-#   - src/schema.rs is exactly what the migrations generate (diesel --locked-schema);
+#   - src/schema/tables.rs is exactly what the migrations generate (diesel --locked-schema);
 #   - every down.sql restores the schema its up.sql started from, and redo --all is a no-op;
 #   - reverting everything leaves nothing of ours in the public schema;
 #   - the Node template's facts (tests/fixtures/template_facts.txt, what its own migrate.js
@@ -58,7 +58,7 @@ create_db() {
     psql -X -q -v ON_ERROR_STOP=1 "$admin_url" -c "CREATE DATABASE \"$1\"" >/dev/null
     created+=("$1")
 }
-# diesel without the project's print_schema, so that nothing here rewrites src/schema.rs.
+# diesel without the project's print_schema, so that nothing here rewrites src/schema/tables.rs.
 : >"$work/no-schema.toml"
 diesel_plain() { diesel "$@" --config-file "$work/no-schema.toml"; }
 # A schema-only dump without the parts that change from one dump to the next.
@@ -103,16 +103,16 @@ for dir in migrations/*/; do migrations+=("$(basename "$dir")"); done
 count=${#migrations[@]}
 ((count > 0)) || fail "no migrations under migrations/"
 
-# (a) src/schema.rs is exactly what the migrations generate.
+# (a) src/schema/tables.rs is exactly what the migrations generate.
 create_db "$db_fresh"
-if [[ -f src/schema.rs ]]; then
+if [[ -f src/schema/tables.rs ]]; then
     diesel migration run --locked-schema --database-url "$(db_url "$db_fresh")" >"$work/a.log" 2>&1 ||
-        fail "schema.rs: src/schema.rs differs from what the migrations generate (run \`diesel migration run\` and commit it)" "$work/a.log"
-    ok "schema.rs: src/schema.rs is exactly what the $count migrations generate"
+        fail "schema.rs: src/schema/tables.rs differs from what the migrations generate (run \`diesel migration run\` and commit it)" "$work/a.log"
+    ok "schema.rs: src/schema/tables.rs is exactly what the $count migrations generate"
 else
     diesel_plain migration run --migration-dir migrations --database-url "$(db_url "$db_fresh")" >"$work/a.log" 2>&1 ||
         fail "migrate: diesel migration run failed on an empty database" "$work/a.log"
-    skip "schema.rs: src/schema.rs does not exist yet (run \`diesel migration run\` once to generate it); migrations ran"
+    skip "schema.rs: src/schema/tables.rs does not exist yet (run \`diesel migration run\` once to generate it); migrations ran"
 fi
 
 # (b) Forward one migration at a time, keeping each schema; then back one at a time: each

@@ -77,9 +77,9 @@ macro_rules! __pronghorn_each_table {
             schema::user_audit_log,
             schema::users,
             schema::websocket_connections,
-            views::active_websocket_connections,
-            views::pending_password_resets,
-            views::websocket_connection_stats
+            schema::active_websocket_connections,
+            schema::pending_password_resets,
+            schema::websocket_connection_stats
         );
     };
 }

@@ -65,6 +65,11 @@ diesel::define_sql_function! {
 // ---- built-in functions the repositories call ----------------------
 
 diesel::define_sql_function! {
+    /// SQL `float8(numeric)`: the nearest double to a `numeric` value.
+    fn float8(value: diesel::sql_types::Numeric) -> diesel::sql_types::Double;
+}
+
+diesel::define_sql_function! {
     /// SQL `lower(text)`.
     fn lower(x: Varchar) -> Varchar;
 }

@@ -50,7 +50,6 @@ pub mod testing;
 mod tls;
 pub mod token;
 pub mod validate;
-pub mod views;
 
 pub use config::{ConfigError, Configuration, DbConfig, PoolSettings, SslMode};
 pub use conninfo::HostPort;

@@ -8,17 +8,19 @@ use chrono::{DateTime, NaiveDate, Utc};
 use common::TestDb;
 use diesel::{ExpressionMethods, QueryDsl, SelectableHelper};
 use diesel_async::RunQueryDsl;
+use pronghorn_db::models::views::{
+    ActiveWebsocketConnection, PendingPasswordReset, ResetStatus, WebsocketConnectionStats,
+};
 use pronghorn_db::models::{
     AuditLogEntry, Conversation, Message, PasswordResetRequest, RefreshToken, Role, Session,
     TemplateMigration, User, UserId, WebsocketConnection,
 };
 use pronghorn_db::schema::{
+    active_websocket_connections, pending_password_resets, websocket_connection_stats,
+};
+use pronghorn_db::schema::{
     conversations, messages, migrations, password_reset_requests, refresh_tokens, session,
     user_audit_log, users, websocket_connections,
-};
-use pronghorn_db::views::{
-    active_websocket_connections, pending_password_resets, websocket_connection_stats,
-    ActiveWebsocketConnection, PendingPasswordReset, ResetStatus, WebsocketConnectionStats,
 };
 use std::collections::BTreeMap;
 use uuid::Uuid;

@@ -6,13 +6,13 @@ mod common;
 
 use chrono::{Duration, Utc};
 use common::TestDb;
+use pronghorn_db::models::views::ResetStatus;
 use pronghorn_db::models::Role;
 use pronghorn_db::page::PageRequest;
 use pronghorn_db::repo::user_audit_log::AuditQuery;
 use pronghorn_db::store::user_audit_log::RequestMeta;
 use pronghorn_db::store::users::NewLocalUser;
 use pronghorn_db::token::Token;
-use pronghorn_db::views::ResetStatus;
 use pronghorn_db::{
     AuditStore, DisabledStore, Error, PasswordResetStore, PgStore, RefreshTokenStore, ResetPolicy,
     ResetRequested, SessionCookie, SessionData, SessionStore, TokenProblem, User, UserId,

@@ -12,16 +12,18 @@ use pronghorn_db::functions::{
     can_modify_user_role, cleanup_old_websocket_connections, get_role_level, is_valid_role,
     log_user_action,
 };
+use pronghorn_db::models::views::{
+    ActiveWebsocketConnection, PendingPasswordReset, ResetStatus, WebsocketConnectionStats,
+};
 use pronghorn_db::models::{
     AuditLogEntry, PasswordResetRequest, RefreshToken, Role, Session, User, UserId,
     WebsocketConnection,
 };
 use pronghorn_db::schema::{
-    password_reset_requests, refresh_tokens, session, user_audit_log, users, websocket_connections,
-};
-use pronghorn_db::views::{
     active_websocket_connections, pending_password_resets, websocket_connection_stats,
-    ActiveWebsocketConnection, PendingPasswordReset, ResetStatus, WebsocketConnectionStats,
+};
+use pronghorn_db::schema::{
+    password_reset_requests, refresh_tokens, session, user_audit_log, users, websocket_connections,
 };
 use pronghorn_db::PgStore;
 use uuid::Uuid;

@@ -17,6 +17,7 @@ pub mod sessions;
 pub mod template_migrations;
 pub mod user_audit_log;
 pub mod users;
+pub mod views;
 pub mod websocket_connections;
 
 pub use conversations::Conversation;

@@ -68,9 +68,9 @@ rendered!(
     crate::models::PasswordResetRequest,
     crate::models::WebsocketConnection,
     crate::models::AuditLogEntry,
-    crate::views::ActiveWebsocketConnection,
-    crate::views::WebsocketConnectionStats,
-    crate::views::PendingPasswordReset,
+    crate::models::views::ActiveWebsocketConnection,
+    crate::models::views::WebsocketConnectionStats,
+    crate::models::views::PendingPasswordReset,
 );
 
 impl<T: Selectable<Pg>> Expression for Columns<T>
@@ -156,9 +156,9 @@ mod tests {
         same_text::<PasswordResetRequest>();
         same_text::<WebsocketConnection>();
         same_text::<crate::models::AuditLogEntry>();
-        same_text::<crate::views::ActiveWebsocketConnection>();
-        same_text::<crate::views::WebsocketConnectionStats>();
-        same_text::<crate::views::PendingPasswordReset>();
+        same_text::<crate::models::views::ActiveWebsocketConnection>();
+        same_text::<crate::models::views::WebsocketConnectionStats>();
+        same_text::<crate::models::views::PendingPasswordReset>();
     }
 
     #[test]

@@ -7,13 +7,13 @@ use super::columns::Rendered;
 use crate::error::{Error, Result};
 use crate::functions::cleanup_old_websocket_connections;
 use crate::functions::coalesce_jsonb;
+use crate::models::views::{ActiveWebsocketConnection, WebsocketConnectionStats};
 use crate::models::websocket_connections::NewWebsocketConnectionRow;
 use crate::models::{UserId, WebsocketConnection};
 use crate::page::Cursor;
 use crate::schema::websocket_connections as ws;
-use crate::views::{
+use crate::schema::{
     active_websocket_connections as active, websocket_connection_stats as stats_view,
-    ActiveWebsocketConnection, WebsocketConnectionStats,
 };
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;

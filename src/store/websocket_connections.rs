@@ -5,13 +5,13 @@
 use super::pg::ReadFrom;
 use super::PgStore;
 use crate::error::{Error, Result};
+use crate::models::views::{ActiveWebsocketConnection, WebsocketConnectionStats};
 use crate::models::websocket_connections::NewWebsocketConnectionRow;
 use crate::models::{UserId, WebsocketConnection};
 use crate::observe::observed;
 use crate::page::{Page, PageRequest};
 use crate::repo::websocket_connections as repo;
 use crate::validate;
-use crate::views::{ActiveWebsocketConnection, WebsocketConnectionStats};
 use ipnet::IpNet;
 use pronghorn_db_macros::store_part;
 use std::net::IpAddr;
