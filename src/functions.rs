@@ -8,7 +8,9 @@
 //! A failure inside the function reaches the caller as the query's error
 //! (a `diesel::result::Error`, mapped to [`crate::Error`] by the store).
 
-use diesel::sql_types::{Inet, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid, Varchar};
+use diesel::sql_types::{
+    Inet, Integer, Jsonb, Nullable, Text, Timestamp, Timestamptz, Uuid, Varchar,
+};
 
 diesel::define_sql_function! {
     /// `log_user_action(p_user_id, p_actor_id, p_action, p_details,
@@ -90,6 +92,25 @@ diesel::define_sql_function! {
     /// SQL `clock_timestamp()`: the wall-clock time when it is evaluated
     /// (unlike `now()`, which is fixed at the start of the transaction).
     fn clock_timestamp() -> Timestamptz;
+}
+
+diesel::define_sql_function! {
+    /// SQL `current_setting(name)`.
+    fn current_setting(name: Text) -> Text;
+}
+
+diesel::define_sql_function! {
+    /// SQL `timezone(zone, timestamptz)` (`AT TIME ZONE`): the wall-clock
+    /// time of an instant in `zone`.
+    #[sql_name = "timezone"]
+    fn wall_clock(zone: Text, at: Timestamptz) -> Timestamp;
+}
+
+diesel::define_sql_function! {
+    /// SQL `timezone(zone, timestamp)` (`AT TIME ZONE`): the instant a
+    /// wall-clock time in `zone` stands for.
+    #[sql_name = "timezone"]
+    fn instant(zone: Text, at: Timestamp) -> Timestamptz;
 }
 
 /// The database's clock in queries: `now()` typed as `timestamptz`, and

@@ -30,49 +30,39 @@
 //! # }
 //! ```
 
-pub mod config;
+// The store's API lives at the crate root, one path per item; the modules
+// below that are public hold everything else, reached through them alone.
+mod config;
 mod conninfo;
-pub mod error;
+mod error;
 pub mod extend;
 pub mod functions;
 pub mod migrate;
 pub mod models;
 pub(crate) mod observe;
-pub mod page;
+mod page;
 pub mod password;
-pub mod pool;
+mod pool;
 pub mod repo;
 pub mod schema;
 pub mod seed;
-pub mod store;
+mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tls;
-pub mod token;
+mod token;
 pub mod validate;
 
-pub use config::{ConfigError, Configuration, DbConfig, PoolSettings, SslMode};
+pub use config::{
+    ConfigError, ConfigSource, Configuration, DbConfig, LoginSettings, Password, PoolSettings,
+    SslMode, TargetSessionAttrs, TcpSettings, VARIABLES,
+};
 pub use conninfo::HostPort;
 pub use error::{Error, Result, TokenProblem};
-pub use models::{Role, User, UserId};
-pub use page::{Page, PageRequest};
-pub use pool::PoolStats;
-pub use repo::messages::MessageOrder;
-pub use repo::user_audit_log::AuditQuery;
-pub use repo::users::UserFilter;
-pub use store::conversations::{NewConversation, NewMessage, TokenUsage};
-pub use store::password_reset_requests::{ResetDelivery, ResetPolicy, ResetRequested};
-pub use store::refresh_tokens::IssuedRefreshToken;
-pub use store::replicas::ReplicaStatus;
-pub use store::sessions::{CookieSigner, EndedSessions, SessionCookie, SessionData, StoredSession};
-pub use store::user_audit_log::RequestMeta;
-pub use store::users::{NewLocalUser, NewOAuthUser, ProfileUpdate, RoleCount};
-pub use store::websocket_connections::NewWebsocketConnection;
-pub use store::{
-    AuditStore, ConversationStore, DisabledStore, HealthStore, Isolation, PasswordResetStore,
-    PgStore, RefreshTokenStore, ServerInfo, SessionStore, Store, UserStore, WebsocketStore,
-};
-pub use token::Token;
+pub use page::{Cursor, Page, PageRequest, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+pub use pool::{DbPool, PoolStats, PooledConn};
+pub use store::*;
+pub use token::{Token, TokenDigest, TOKEN_BYTES, TOKEN_CHARS};
 
 use std::sync::Arc;
 

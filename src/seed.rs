@@ -4,10 +4,10 @@
 //! take-over) refuse to run in production.
 
 use crate::error::{Error, Result};
-use crate::models::users::NewUserRow;
+use crate::models::NewUserRow;
 use crate::models::{Role, UserId};
 use crate::repo::users as repo;
-use crate::store::users::RoleCount;
+use crate::store::RoleCount;
 use crate::store::PgStore;
 use diesel_async::AsyncPgConnection;
 use serde_json::json;

@@ -8,7 +8,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use common::TestDb;
 use diesel::{ExpressionMethods, QueryDsl, SelectableHelper};
 use diesel_async::RunQueryDsl;
-use pronghorn_db::models::views::{
+use pronghorn_db::models::{
     ActiveWebsocketConnection, PendingPasswordReset, ResetStatus, WebsocketConnectionStats,
 };
 use pronghorn_db::models::{

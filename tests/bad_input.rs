@@ -6,12 +6,15 @@
 mod common;
 
 use common::TestDb;
-use pronghorn_db::repo::user_audit_log::AuditQuery;
+use pronghorn_db::models::AuditQuery;
+use pronghorn_db::models::{
+    MessageOrder, NewConversation, NewLocalUser, NewMessage, NewOAuthUser, NewWebsocketConnection,
+    ProfileUpdate, RequestMeta, UserFilter, UserId,
+};
 use pronghorn_db::{
-    AuditStore, ConversationStore, Error, MessageOrder, NewConversation, NewLocalUser, NewMessage,
-    NewOAuthUser, NewWebsocketConnection, PageRequest, PasswordResetStore, PgStore, ProfileUpdate,
-    RefreshTokenStore, RequestMeta, ResetPolicy, SessionCookie, SessionData, SessionStore,
-    UserFilter, UserId, UserStore, WebsocketStore,
+    AuditStore, ConversationStore, Error, PageRequest, PasswordResetStore, PgStore,
+    RefreshTokenStore, ResetPolicy, SessionCookie, SessionData, SessionStore, UserStore,
+    WebsocketStore,
 };
 use uuid::Uuid;
 

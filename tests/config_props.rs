@@ -3,7 +3,7 @@
 //! three: configured, not configured (with a reason), or an error naming a
 //! variable it reads.
 
-use pronghorn_db::config::VARIABLES;
+use pronghorn_db::VARIABLES;
 use pronghorn_db::{Configuration, DbConfig};
 use proptest::prelude::*;
 use std::collections::HashMap;

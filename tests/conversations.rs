@@ -7,12 +7,14 @@ mod common;
 
 use common::cluster::Cluster;
 use common::TestDb;
-use pronghorn_db::page::{PageRequest, MAX_PAGE_SIZE};
-use pronghorn_db::store::conversations::{BATCH_MAX, CONTENT_MAX_BYTES};
-use pronghorn_db::{
-    Configuration, ConversationStore, DbConfig, DisabledStore, Error, MessageOrder,
-    NewConversation, NewMessage, NewWebsocketConnection, Page, PgStore, UserId, WebsocketStore,
+use pronghorn_db::models::{
+    MessageOrder, NewConversation, NewMessage, NewWebsocketConnection, UserId,
 };
+use pronghorn_db::{
+    Configuration, ConversationStore, DbConfig, DisabledStore, Error, Page, PgStore, WebsocketStore,
+};
+use pronghorn_db::{PageRequest, MAX_PAGE_SIZE};
+use pronghorn_db::{BATCH_MAX, CONTENT_MAX_BYTES};
 use std::collections::HashSet;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -1344,7 +1346,7 @@ async fn the_append_statements_are_prepared_once_per_connection() {
     let db = TestDb::migrated().await;
     let store = db.one_connection_store().await;
     let owner = store
-        .create_user(pronghorn_db::NewLocalUser::new(
+        .create_user(pronghorn_db::models::NewLocalUser::new(
             "o@x.io",
             "owner password",
             "O",

@@ -1,7 +1,7 @@
 //! The docs stay true: every variable the configuration reads is in
 //! `.env.example` (with a value line) and in the README's table.
 
-use pronghorn_db::config::VARIABLES;
+use pronghorn_db::VARIABLES;
 
 fn read(name: &str) -> String {
     std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(name))

@@ -6,7 +6,8 @@ mod example;
 
 use common::TestDb;
 use example::{call, login, serve, serve_state, state, Outbox, Server, HEALTH_TOKEN, M};
-use pronghorn_db::{DisabledStore, NewLocalUser, Role, Store, UserStore};
+use pronghorn_db::models::{NewLocalUser, Role};
+use pronghorn_db::{DisabledStore, Store, UserStore};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::sync::Arc;

@@ -9,8 +9,9 @@ use common::TestDb;
 use diesel::dsl::OnlyDsl;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
+use pronghorn_db::models::NewLocalUser;
 use pronghorn_db::schema::users;
-use pronghorn_db::{migrate, Error, NewLocalUser, UserStore};
+use pronghorn_db::{migrate, Error, UserStore};
 
 /// The application's migrations (`notes`, then `notes.pinned`).
 const APP: diesel_migrations::EmbeddedMigrations =

@@ -5,9 +5,9 @@ mod common;
 
 use common::cluster::Cluster;
 use common::TestDb;
+use pronghorn_db::models::{MessageOrder, NewConversation, NewLocalUser, NewMessage, UserId};
 use pronghorn_db::{
-    ConversationStore, Error, HealthStore, MessageOrder, NewConversation, NewLocalUser, NewMessage,
-    PageRequest, PgStore, PoolSettings, UserId, UserStore,
+    ConversationStore, Error, HealthStore, PageRequest, PgStore, PoolSettings, UserStore,
 };
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

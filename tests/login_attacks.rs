@@ -5,7 +5,8 @@
 mod common;
 
 use common::TestDb;
-use pronghorn_db::{Error, NewLocalUser, PgStore, UserStore};
+use pronghorn_db::models::NewLocalUser;
+use pronghorn_db::{Error, PgStore, UserStore};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,11 +22,11 @@ async fn store_with(db: &TestDb, vars: &[(&str, &str)]) -> PgStore {
     PgStore::new(common::configured(&all)).await.expect("store")
 }
 
-fn throttled(r: &Result<pronghorn_db::User, Error>) -> bool {
+fn throttled(r: &Result<pronghorn_db::models::User, Error>) -> bool {
     matches!(r, Err(Error::LoginThrottled { .. }))
 }
 
-fn invalid(r: &Result<pronghorn_db::User, Error>) -> bool {
+fn invalid(r: &Result<pronghorn_db::models::User, Error>) -> bool {
     matches!(r, Err(Error::InvalidCredentials))
 }
 
@@ -308,7 +309,7 @@ async fn guessing_the_current_password_through_a_password_change_is_throttled_to
         .create_user(NewLocalUser::new("held@example.com", PW, "Held"))
         .await
         .expect("user");
-    let meta = pronghorn_db::RequestMeta::default();
+    let meta = pronghorn_db::models::RequestMeta::default();
     // Someone with the victim's session guesses the current password.
     for i in 0..3 {
         let r = store

@@ -6,7 +6,8 @@
 mod common;
 
 use common::TestDb;
-use pronghorn_db::{Error, NewLocalUser, PgStore, UserStore};
+use pronghorn_db::models::NewLocalUser;
+use pronghorn_db::{Error, PgStore, UserStore};
 use std::time::{Duration, Instant};
 
 const PW: &str = "correct horse battery";

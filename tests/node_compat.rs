@@ -12,9 +12,9 @@ mod example;
 use chrono::{DateTime, Duration, Utc};
 use common::TestDb;
 use example::{call, login, serve, Outbox, M, SESSION_SECRET};
+use pronghorn_db::models::{NewLocalUser, RequestMeta};
 use pronghorn_db::{
-    CookieSigner, NewLocalUser, PgStore, RequestMeta, SessionCookie, SessionData, SessionStore,
-    Store, UserStore,
+    CookieSigner, PgStore, SessionCookie, SessionData, SessionStore, Store, UserStore,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};

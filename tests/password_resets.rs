@@ -6,17 +6,17 @@ mod common;
 
 use chrono::{Duration, Utc};
 use common::TestDb;
-use pronghorn_db::models::views::ResetStatus;
+use pronghorn_db::models::AuditQuery;
+use pronghorn_db::models::NewLocalUser;
+use pronghorn_db::models::RequestMeta;
+use pronghorn_db::models::ResetStatus;
 use pronghorn_db::models::Role;
-use pronghorn_db::page::PageRequest;
-use pronghorn_db::repo::user_audit_log::AuditQuery;
-use pronghorn_db::store::user_audit_log::RequestMeta;
-use pronghorn_db::store::users::NewLocalUser;
-use pronghorn_db::token::Token;
+use pronghorn_db::models::{User, UserId};
+use pronghorn_db::PageRequest;
+use pronghorn_db::Token;
 use pronghorn_db::{
     AuditStore, DisabledStore, Error, PasswordResetStore, PgStore, RefreshTokenStore, ResetPolicy,
-    ResetRequested, SessionCookie, SessionData, SessionStore, TokenProblem, User, UserId,
-    UserStore,
+    ResetRequested, SessionCookie, SessionData, SessionStore, TokenProblem, UserStore,
 };
 use sha2::{Digest, Sha256};
 use std::sync::Arc;

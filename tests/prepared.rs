@@ -12,13 +12,13 @@ mod common;
 use chrono::{Duration, Utc};
 use common::TestDb;
 use diesel_async::RunQueryDsl;
+use pronghorn_db::models::NewLocalUser;
+use pronghorn_db::models::RequestMeta;
 use pronghorn_db::models::Role;
-use pronghorn_db::store::user_audit_log::RequestMeta;
-use pronghorn_db::store::users::NewLocalUser;
+use pronghorn_db::models::{NewConversation, NewWebsocketConnection, UserFilter, UserId};
 use pronghorn_db::{
-    ConversationStore, NewConversation, NewWebsocketConnection, PageRequest, PgStore,
-    RefreshTokenStore, SessionCookie, SessionData, SessionStore, UserFilter, UserId, UserStore,
-    WebsocketStore,
+    ConversationStore, PageRequest, PgStore, RefreshTokenStore, SessionCookie, SessionData,
+    SessionStore, UserStore, WebsocketStore,
 };
 use uuid::Uuid;
 

@@ -6,9 +6,8 @@ mod common;
 use common::cluster::Cluster;
 use diesel::sql_types::{Bool, Integer};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use pronghorn_db::{
-    Configuration, DbConfig, HealthStore, NewLocalUser, PageRequest, PgStore, UserFilter, UserStore,
-};
+use pronghorn_db::models::{NewLocalUser, UserFilter};
+use pronghorn_db::{Configuration, DbConfig, HealthStore, PageRequest, PgStore, UserStore};
 use std::time::{Duration, Instant};
 
 #[derive(diesel::QueryableByName)]

@@ -12,7 +12,7 @@ use pronghorn_db::functions::{
     can_modify_user_role, cleanup_old_websocket_connections, get_role_level, is_valid_role,
     log_user_action,
 };
-use pronghorn_db::models::views::{
+use pronghorn_db::models::{
     ActiveWebsocketConnection, PendingPasswordReset, ResetStatus, WebsocketConnectionStats,
 };
 use pronghorn_db::models::{

@@ -7,10 +7,10 @@
 mod common;
 
 use common::TestDb;
+use pronghorn_db::models::{NewLocalUser, RequestMeta};
 use pronghorn_db::{
-    Configuration, DbConfig, Error, HealthStore, NewLocalUser, PasswordResetStore, PgStore,
-    RefreshTokenStore, RequestMeta, ResetPolicy, SessionCookie, SessionData, SessionStore,
-    UserStore,
+    Configuration, DbConfig, Error, HealthStore, PasswordResetStore, PgStore, RefreshTokenStore,
+    ResetPolicy, SessionCookie, SessionData, SessionStore, UserStore,
 };
 use std::sync::{Arc, Mutex};
 use tracing_subscriber::layer::SubscriberExt;

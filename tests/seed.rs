@@ -365,8 +365,12 @@ async fn account_row(db: &TestDb, email: &str) -> String {
 
 /// A stranger registers a seed email before any seed, through the store's
 /// normal registration, with a password of their own.
-async fn stranger_registers(store: &pronghorn_db::PgStore, email: &str) -> pronghorn_db::User {
-    use pronghorn_db::{NewLocalUser, UserStore};
+async fn stranger_registers(
+    store: &pronghorn_db::PgStore,
+    email: &str,
+) -> pronghorn_db::models::User {
+    use pronghorn_db::models::NewLocalUser;
+    use pronghorn_db::UserStore;
     let stranger = store
         .create_user(NewLocalUser::new(email, STRANGER_PASSWORD, "Not An Admin"))
         .await
@@ -565,9 +569,10 @@ async fn a_case_variant_of_a_seed_email_is_the_same_account() {
 
 #[tokio::test]
 async fn take_over_existing_raises_the_account_and_logs_its_owner_out() {
+    use pronghorn_db::models::NewLocalUser;
     use pronghorn_db::{
-        Error, NewLocalUser, PasswordResetStore, RefreshTokenStore, SessionCookie, SessionData,
-        SessionStore, TokenProblem, UserStore,
+        Error, PasswordResetStore, RefreshTokenStore, SessionCookie, SessionData, SessionStore,
+        TokenProblem, UserStore,
     };
     let db = TestDb::migrated().await;
     let store = db.store().await;
@@ -580,7 +585,7 @@ async fn take_over_existing_raises_the_account_and_logs_its_owner_out() {
         ))
         .await
         .expect("bystander");
-    let session_of = |id: pronghorn_db::UserId| {
+    let session_of = |id: pronghorn_db::models::UserId| {
         let mut data = SessionData::new(SessionCookie::with_max_age(chrono::Duration::hours(1)));
         data.fields.insert("userId".into(), serde_json::json!(id));
         data
@@ -606,7 +611,7 @@ async fn take_over_existing_raises_the_account_and_logs_its_owner_out() {
         .request_password_reset(
             "superadmin@example.com",
             &pronghorn_db::ResetPolicy::default(),
-            &pronghorn_db::RequestMeta::default(),
+            &pronghorn_db::models::RequestMeta::default(),
         )
         .await
         .expect("reset")
@@ -692,7 +697,7 @@ async fn take_over_existing_raises_the_account_and_logs_its_owner_out() {
         .reset_password(
             reset.token.expose(),
             "strangers-new-password-2",
-            &pronghorn_db::RequestMeta::default(),
+            &pronghorn_db::models::RequestMeta::default(),
         )
         .await
     {

@@ -9,10 +9,10 @@ mod common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::TestDb;
+use pronghorn_db::models::{NewLocalUser, RequestMeta, Role, User, UserId};
 use pronghorn_db::{
-    DisabledStore, EndedSessions, Error, NewLocalUser, PasswordResetStore, PgStore,
-    RefreshTokenStore, RequestMeta, ResetPolicy, Role, SessionCookie, SessionData, SessionStore,
-    StoredSession, TokenProblem, User, UserId, UserStore,
+    DisabledStore, EndedSessions, Error, PasswordResetStore, PgStore, RefreshTokenStore,
+    ResetPolicy, SessionCookie, SessionData, SessionStore, StoredSession, TokenProblem, UserStore,
 };
 use serde_json::json;
 use uuid::Uuid;

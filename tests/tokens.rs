@@ -6,11 +6,10 @@ mod common;
 
 use chrono::{Duration, Utc};
 use common::TestDb;
-use pronghorn_db::store::users::NewLocalUser;
-use pronghorn_db::token::Token;
-use pronghorn_db::{
-    DisabledStore, Error, PgStore, RefreshTokenStore, TokenProblem, UserId, UserStore,
-};
+use pronghorn_db::models::NewLocalUser;
+use pronghorn_db::models::UserId;
+use pronghorn_db::Token;
+use pronghorn_db::{DisabledStore, Error, PgStore, RefreshTokenStore, TokenProblem, UserStore};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
@@ -546,7 +545,8 @@ async fn lookups_by_digest_go_through_the_unique_index() {
 
 #[tokio::test]
 async fn blocking_or_changing_the_password_ends_every_refresh_token() {
-    use pronghorn_db::{NewLocalUser, RequestMeta, Role, UserStore};
+    use pronghorn_db::models::{NewLocalUser, RequestMeta, Role};
+    use pronghorn_db::UserStore;
     let db = common::TestDb::migrated().await;
     let store = db.store().await;
     let meta = RequestMeta::default();

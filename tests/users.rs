@@ -4,13 +4,14 @@
 mod common;
 
 use common::TestDb;
+use pronghorn_db::models::AuditQuery;
+use pronghorn_db::models::RequestMeta;
 use pronghorn_db::models::Role;
-use pronghorn_db::page::PageRequest;
-use pronghorn_db::repo::user_audit_log::AuditQuery;
-use pronghorn_db::repo::users::UserFilter;
-use pronghorn_db::store::user_audit_log::RequestMeta;
-use pronghorn_db::store::users::{NewLocalUser, NewOAuthUser, ProfileUpdate};
-use pronghorn_db::{AuditStore, DisabledStore, Error, PgStore, User, UserId, UserStore};
+use pronghorn_db::models::UserFilter;
+use pronghorn_db::models::{NewLocalUser, NewOAuthUser, ProfileUpdate};
+use pronghorn_db::models::{User, UserId};
+use pronghorn_db::PageRequest;
+use pronghorn_db::{AuditStore, DisabledStore, Error, PgStore, UserStore};
 use std::sync::Arc;
 
 const PW: &str = "correct horse battery";

@@ -9,11 +9,10 @@
 mod common;
 
 use common::TestDb;
-use pronghorn_db::page::PageRequest;
-use pronghorn_db::store::websocket_connections::{
-    CLEANUP_DAYS_MAX, METADATA_MAX_BYTES, USER_AGENT_MAX,
-};
-use pronghorn_db::{DisabledStore, Error, NewWebsocketConnection, UserId, WebsocketStore};
+use pronghorn_db::models::{NewWebsocketConnection, UserId};
+use pronghorn_db::PageRequest;
+use pronghorn_db::{DisabledStore, Error, WebsocketStore};
+use pronghorn_db::{CLEANUP_DAYS_MAX, METADATA_MAX_BYTES, USER_AGENT_MAX};
 use serde_json::json;
 use std::collections::HashSet;
 use std::net::IpAddr;

@@ -11,10 +11,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use pronghorn_db::migrate::MigrationState;
+use pronghorn_db::models::{
+    MessageOrder, NewConversation, NewLocalUser, NewMessage, ProfileUpdate, RequestMeta, Role,
+    User, UserFilter, UserId,
+};
 use pronghorn_db::{
-    CookieSigner, Error, MessageOrder, NewConversation, NewLocalUser, NewMessage, Page,
-    PageRequest, ProfileUpdate, RequestMeta, ResetDelivery, ResetPolicy, Role, SessionCookie,
-    SessionData, Store, Token, User, UserFilter, UserId,
+    CookieSigner, Error, Page, PageRequest, ResetDelivery, ResetPolicy, SessionCookie, SessionData,
+    Store, Token,
 };
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
@@ -1007,7 +1010,10 @@ async fn audit(
 ) -> ApiResult<Json<Value>> {
     let page = state
         .store
-        .audit_log(&pronghorn_db::AuditQuery::User(UserId(id)), &q.page())
+        .audit_log(
+            &pronghorn_db::models::AuditQuery::User(UserId(id)),
+            &q.page(),
+        )
         .await?;
     Ok(Json(json!(page)))
 }

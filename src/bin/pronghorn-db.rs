@@ -270,7 +270,7 @@ struct StatusReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pool: Option<pronghorn_db::PoolStats>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    replicas: Vec<pronghorn_db::store::replicas::ReplicaStatus>,
+    replicas: Vec<pronghorn_db::ReplicaStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     migrations_applied: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -53,3 +53,40 @@ pub struct NewConversationRow<'a> {
     /// The provider's model name, if any.
     pub model: Option<&'a str>,
 }
+
+/// A new conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewConversation {
+    /// The owner.
+    pub user_id: UserId,
+    /// The AI provider, e.g. `openai` (at most 50 characters).
+    pub provider: String,
+    /// The provider's model name (at most 100 characters).
+    pub model: Option<String>,
+    /// The title (at most 255 characters).
+    pub title: Option<String>,
+}
+
+impl NewConversation {
+    /// A conversation of `user_id` with `provider`, without model or title.
+    pub fn new(user_id: UserId, provider: impl Into<String>) -> Self {
+        NewConversation {
+            user_id,
+            provider: provider.into(),
+            model: None,
+            title: None,
+        }
+    }
+
+    /// Sets the model name.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// Sets the title.
+    pub fn title(mut self, title: impl Into<String>) -> Self {
+        self.title = Some(title.into());
+        self
+    }
+}

@@ -56,3 +56,54 @@ pub struct NewMessageRow<'a> {
     /// When it was appended.
     pub created_at: DateTime<Utc>,
 }
+
+/// The order of a message listing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum MessageOrder {
+    /// The latest message first (a chat window loading history backwards).
+    #[default]
+    NewestFirst,
+    /// The first message first (reading a conversation from its start, or
+    /// fetching what was appended after a cursor).
+    OldestFirst,
+}
+
+impl MessageOrder {
+    /// The name used in cursor scopes.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            MessageOrder::NewestFirst => "newest",
+            MessageOrder::OldestFirst => "oldest",
+        }
+    }
+}
+
+/// A message to append to a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// Who wrote it: `user`, `assistant`, `system`, ... (free text, trimmed,
+    /// at most 50 characters).
+    pub role: String,
+    /// The text, stored exactly as given: not empty or whitespace only, no
+    /// NUL byte, at most [`CONTENT_MAX_BYTES`] bytes.
+    pub content: String,
+    /// Tokens the provider charged for it, when known (not negative).
+    pub tokens_used: Option<i32>,
+}
+
+impl NewMessage {
+    /// A message with no token count.
+    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
+        NewMessage {
+            role: role.into(),
+            content: content.into(),
+            tokens_used: None,
+        }
+    }
+
+    /// Sets the token count.
+    pub fn tokens(mut self, tokens_used: i32) -> Self {
+        self.tokens_used = Some(tokens_used);
+        self
+    }
+}

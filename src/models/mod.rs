@@ -1,4 +1,7 @@
-//! Row structs, one file per table: what a `SELECT` of a whole row gives.
+//! Row structs, one file per table: what a `SELECT` of a whole row gives,
+//! beside the inputs of that table's methods (`NewLocalUser`,
+//! `UserFilter`, `NewMessage`, ...). Every type here is reached one way,
+//! as `models::Type`.
 //!
 //! Each struct derives `Queryable` and `Selectable` against the generated
 //! [`crate::schema`], so `table.select(Row::as_select())` is checked against
@@ -9,28 +12,35 @@
 //! Structs holding secrets (password and token hashes, session data)
 //! implement `Debug` by hand and never print them.
 
-pub mod conversations;
-pub mod messages;
-pub mod password_reset_requests;
-pub mod refresh_tokens;
-pub mod sessions;
-pub mod template_migrations;
-pub mod user_audit_log;
-pub mod users;
-pub mod views;
-pub mod websocket_connections;
+mod conversations;
+mod messages;
+mod password_reset_requests;
+mod refresh_tokens;
+mod sessions;
+mod template_migrations;
+mod user_audit_log;
+mod users;
+mod views;
+mod websocket_connections;
 
-pub use conversations::Conversation;
-pub use messages::Message;
+pub use conversations::{Conversation, NewConversation, NewConversationRow};
+pub use messages::{Message, MessageOrder, NewMessage, NewMessageRow};
 pub use password_reset_requests::PasswordResetRequest;
 pub use refresh_tokens::RefreshToken;
 pub use sessions::Session;
 pub use template_migrations::TemplateMigration;
-pub use user_audit_log::AuditLogEntry;
-pub use users::{Role, User, UserId};
-pub use websocket_connections::WebsocketConnection;
+pub use user_audit_log::{AuditLogEntry, AuditQuery, NewAuditEntry, RequestMeta};
+pub use users::{
+    NewLocalUser, NewOAuthUser, NewUserRow, ProfileChanges, ProfileUpdate, Role, User, UserFilter,
+    UserId,
+};
+pub use views::{
+    ActiveWebsocketConnection, PendingPasswordReset, ResetStatus, WebsocketConnectionStats,
+};
+pub use websocket_connections::{
+    NewWebsocketConnection, NewWebsocketConnectionRow, WebsocketConnection,
+};
 
-/// What `Debug` prints in place of a secret that is present.
 pub(crate) const REDACTED: &str = "***";
 
 /// `Some("***")` when a secret is present, `None` when it is not: shows

@@ -4,6 +4,7 @@ use super::UserId;
 use crate::schema::user_audit_log;
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
+use std::net::IpAddr;
 use uuid::Uuid;
 
 /// One row of `user_audit_log`, as `log_user_action` writes it.
@@ -54,4 +55,50 @@ pub struct NewAuditEntry<'a> {
     pub ip_address: Option<IpNet>,
     /// The request's user agent.
     pub user_agent: Option<&'a str>,
+}
+
+/// Which entries to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditQuery {
+    /// Entries about this user.
+    User(UserId),
+    /// Entries this user did.
+    Actor(UserId),
+    /// Entries with this action name.
+    Action(String),
+}
+
+impl AuditQuery {
+    pub(crate) fn scope(&self) -> u64 {
+        match self {
+            AuditQuery::User(id) => crate::page::scope(&["audit", "user", &id.to_string()]),
+            AuditQuery::Actor(id) => crate::page::scope(&["audit", "actor", &id.to_string()]),
+            AuditQuery::Action(a) => crate::page::scope(&["audit", "action", a]),
+        }
+    }
+}
+
+/// User agents are cut to this many characters in the audit log.
+const USER_AGENT_MAX: usize = 512;
+
+/// Who made a request, for the audit log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestMeta {
+    /// The client's address.
+    pub ip: Option<IpAddr>,
+    /// The client's `User-Agent` header. NUL bytes are dropped and it is cut
+    /// to 512 characters before it is stored, since no request should fail
+    /// over a header.
+    pub user_agent: Option<String>,
+}
+
+impl RequestMeta {
+    pub(crate) fn user_agent(&self) -> Option<String> {
+        self.user_agent.as_deref().map(|ua| {
+            ua.chars()
+                .filter(|c| *c != '\0')
+                .take(USER_AGENT_MAX)
+                .collect()
+        })
+    }
 }

@@ -339,3 +339,119 @@ impl ProfileChanges<'_> {
         fields
     }
 }
+
+/// The filters of a user listing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserFilter {
+    /// Only users with this role.
+    pub role: Option<crate::models::Role>,
+    /// Only blocked (`true`) or only not blocked (`false`) users.
+    pub blocked: Option<bool>,
+    /// Only users whose email or display name contains this text
+    /// (case-insensitive; `%` and `_` match themselves).
+    pub search: Option<String>,
+}
+
+impl UserFilter {
+    /// The parts that make a cursor belong to this listing.
+    pub(crate) fn scope(&self) -> u64 {
+        let role = self.role.map_or("", |r| r.as_str());
+        let blocked = match self.blocked {
+            None => "",
+            Some(true) => "blocked",
+            Some(false) => "active",
+        };
+        crate::page::scope(&["users", role, blocked, self.search.as_deref().unwrap_or("")])
+    }
+}
+
+/// A new local account (email and password).
+#[derive(Clone)]
+pub struct NewLocalUser {
+    /// Login email; trimmed and lower-cased before it is stored.
+    pub email: String,
+    /// The password (hashed with the configured scheme, argon2id by default;
+    /// never stored as given).
+    pub password: String,
+    /// The name shown in the UI (at most 100 characters).
+    pub display_name: String,
+    /// UI language code (default `en`, at most 10 characters).
+    pub language: Option<String>,
+    /// The role (default [`Role::User`]).
+    pub role: Role,
+    /// Whether the email counts as verified.
+    pub email_verified: bool,
+    /// Extra role names.
+    pub additional_roles: Vec<String>,
+}
+
+impl NewLocalUser {
+    /// A user with role `user`, language `en`, unverified email and no
+    /// additional roles.
+    pub fn new(
+        email: impl Into<String>,
+        password: impl Into<String>,
+        display_name: impl Into<String>,
+    ) -> Self {
+        NewLocalUser {
+            email: email.into(),
+            password: password.into(),
+            display_name: display_name.into(),
+            language: None,
+            role: Role::User,
+            email_verified: false,
+            additional_roles: Vec::new(),
+        }
+    }
+}
+
+impl fmt::Debug for NewLocalUser {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewLocalUser")
+            .field("email", &self.email)
+            .field("password", &"***")
+            .field("display_name", &self.display_name)
+            .field("language", &self.language)
+            .field("role", &self.role)
+            .field("email_verified", &self.email_verified)
+            .field("additional_roles", &self.additional_roles)
+            .finish()
+    }
+}
+
+/// A user signing in through an OAuth provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOAuthUser {
+    /// The provider's name, e.g. `google` (not `local`).
+    pub provider: String,
+    /// The account's id at the provider.
+    pub oauth_id: String,
+    /// The email the provider reports.
+    pub email: String,
+    /// The name the provider reports.
+    pub display_name: String,
+    /// The picture the provider reports.
+    pub avatar_url: Option<String>,
+    /// Whether the provider verified the email.
+    pub email_verified: bool,
+}
+
+/// Profile fields to change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+pub struct ProfileUpdate {
+    /// New display name (at most 100 characters).
+    pub display_name: Option<String>,
+    /// New UI language code (at most 10 characters).
+    pub language_preference: Option<String>,
+    /// New avatar URL (at most 500 characters); `Some(None)` clears it.
+    /// In JSON, an absent field leaves it and `null` clears it.
+    #[serde(default, deserialize_with = "present")]
+    pub avatar_url: Option<Option<String>>,
+}
+
+/// Reads a field that is present (possibly `null`) as `Some(..)`, so that
+/// `null` and absence differ.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    use serde::Deserialize;
+    Option::<String>::deserialize(d).map(Some)
+}

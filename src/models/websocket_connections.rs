@@ -5,6 +5,7 @@ use super::UserId;
 use crate::schema::websocket_connections;
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
+use std::net::IpAddr;
 use uuid::Uuid;
 
 /// One row of `websocket_connections`.
@@ -69,4 +70,39 @@ pub struct NewWebsocketConnectionRow<'a> {
     pub is_authenticated: bool,
     /// Free-form JSON object.
     pub metadata: serde_json::Value,
+}
+
+/// A connection that just opened (or reopened under the same id).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewWebsocketConnection {
+    /// The server's id for the connection (trimmed, 1 to 64 characters).
+    pub connection_id: String,
+    /// The authenticated user; `None` for an anonymous client. The row's
+    /// `is_authenticated` is `user_id.is_some()`.
+    pub user_id: Option<UserId>,
+    /// The client's address. An IPv4-mapped IPv6 address
+    /// (`::ffff:a.b.c.d`, as dual-stack sockets report IPv4 clients) is
+    /// stored as the IPv4 address.
+    pub ip: Option<IpAddr>,
+    /// The client's `User-Agent` header. NUL bytes are dropped and it is cut
+    /// to [`USER_AGENT_MAX`] characters, since no connection should fail
+    /// over a header.
+    pub user_agent: Option<String>,
+    /// Free-form JSON object (`{}` when `None`); see
+    /// [`WebsocketStore::update_websocket_metadata`] for its limits. Only
+    /// used when the row is created: a reopened row keeps its metadata.
+    pub metadata: Option<serde_json::Value>,
+}
+
+impl NewWebsocketConnection {
+    /// An anonymous connection with no address, user agent or metadata.
+    pub fn new(connection_id: impl Into<String>) -> Self {
+        NewWebsocketConnection {
+            connection_id: connection_id.into(),
+            user_id: None,
+            ip: None,
+            user_agent: None,
+            metadata: None,
+        }
+    }
 }

@@ -14,7 +14,9 @@ use diesel::expression::{AppearsOnTable, Expression, SelectableExpression, Valid
 use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::{QueryResult, Selectable, SelectableHelper};
-use std::sync::OnceLock;
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
 
 /// A model's select list, with its SQL text rendered once. Wherever the
 /// text could not be rendered (it never fails for a list of columns), the
@@ -24,7 +26,8 @@ pub(crate) struct Columns<T: Selectable<Pg>> {
     sql: Option<&'static str>,
 }
 
-/// A model whose select list is rendered once per process.
+/// A model whose select list is rendered once per process. Every
+/// `Selectable` model is one: nothing to register for a new table.
 pub(crate) trait Rendered: Selectable<Pg> + Sized {
     /// `Self::as_select()`, rendered once: use it in `select` and
     /// `returning` clauses wherever `as_select()` or `as_returning()` would
@@ -43,35 +46,39 @@ fn render<E: QueryFragment<Pg>>(selection: &E) -> Option<String> {
     debug.strip_suffix(" -- binds: []").map(str::to_owned)
 }
 
-/// Implements [`Rendered`] for each model, each with its own cell holding
-/// its text.
-macro_rules! rendered {
-    ($($model:ty),* $(,)?) => {
-        $(
-            impl Rendered for $model {
-                fn columns() -> Columns<Self> {
-                    static SQL: OnceLock<Option<String>> = OnceLock::new();
-                    let selection = <$model>::as_select();
-                    let sql = SQL.get_or_init(|| render(&selection)).as_deref();
-                    Columns { selection, sql }
-                }
-            }
-        )*
-    };
+/// Each model's rendered text, by type. A text is rendered once per model
+/// type and kept for the life of the process (there are as many as there
+/// are models), so that a lookup is all a query pays.
+fn rendered_text<T: 'static, E: QueryFragment<Pg>>(selection: &E) -> Option<&'static str> {
+    type Texts = HashMap<TypeId, Option<&'static str>>;
+    static TEXTS: OnceLock<RwLock<Texts>> = OnceLock::new();
+    let texts = TEXTS.get_or_init(Default::default);
+    let key = TypeId::of::<T>();
+    if let Some(text) = texts.read().ok().and_then(|t| t.get(&key).copied()) {
+        return text;
+    }
+    let leak = |text: String| -> &'static str { Box::leak(text.into_boxed_str()) };
+    match texts.write() {
+        // Rendered under the lock, so that each type's text is made once.
+        Ok(mut texts) => *texts
+            .entry(key)
+            .or_insert_with(|| render(selection).map(leak)),
+        // A poisoned map (a panic while rendering) is left alone: this query
+        // renders its list itself, as `None` makes it do.
+        Err(_) => None,
+    }
 }
 
-rendered!(
-    crate::models::User,
-    crate::models::Message,
-    crate::models::Conversation,
-    crate::models::RefreshToken,
-    crate::models::PasswordResetRequest,
-    crate::models::WebsocketConnection,
-    crate::models::AuditLogEntry,
-    crate::models::views::ActiveWebsocketConnection,
-    crate::models::views::WebsocketConnectionStats,
-    crate::models::views::PendingPasswordReset,
-);
+impl<T: Selectable<Pg> + 'static> Rendered for T
+where
+    AsSelect<T, Pg>: QueryFragment<Pg>,
+{
+    fn columns() -> Columns<Self> {
+        let selection = T::as_select();
+        let sql = rendered_text::<T, _>(&selection);
+        Columns { selection, sql }
+    }
+}
 
 impl<T: Selectable<Pg>> Expression for Columns<T>
 where
@@ -156,9 +163,9 @@ mod tests {
         same_text::<PasswordResetRequest>();
         same_text::<WebsocketConnection>();
         same_text::<crate::models::AuditLogEntry>();
-        same_text::<crate::models::views::ActiveWebsocketConnection>();
-        same_text::<crate::models::views::WebsocketConnectionStats>();
-        same_text::<crate::models::views::PendingPasswordReset>();
+        same_text::<crate::models::ActiveWebsocketConnection>();
+        same_text::<crate::models::WebsocketConnectionStats>();
+        same_text::<crate::models::PendingPasswordReset>();
     }
 
     #[test]
@@ -190,7 +197,7 @@ mod tests {
 
     #[test]
     fn inserts_tuples_and_boxed_queries_render_as_with_as_select() {
-        use crate::models::messages::NewMessageRow;
+        use crate::models::NewMessageRow;
         use crate::schema::{messages, refresh_tokens};
         let row = NewMessageRow {
             id: uuid::Uuid::nil(),

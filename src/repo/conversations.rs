@@ -6,7 +6,7 @@ use super::cache_by_sql::KeepPrepared;
 use super::columns::Rendered;
 use crate::error::{Error, Result};
 use crate::functions::{clock_timestamp, coalesce_ts};
-use crate::models::conversations::NewConversationRow;
+use crate::models::NewConversationRow;
 use crate::models::{Conversation, UserId};
 use crate::page::Cursor;
 use crate::schema::{conversations, messages};

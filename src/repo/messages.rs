@@ -6,8 +6,8 @@ use super::columns::{Columns, Rendered};
 use super::conversations::epoch;
 use crate::error::{Error, Result};
 use crate::functions::coalesce_ts;
-use crate::models::messages::NewMessageRow;
-use crate::models::Message;
+use crate::models::NewMessageRow;
+use crate::models::{Message, MessageOrder};
 use crate::page::Cursor;
 use crate::schema::messages;
 use chrono::{DateTime, Utc};
@@ -18,27 +18,6 @@ use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
-
-/// The order of a message listing.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub enum MessageOrder {
-    /// The latest message first (a chat window loading history backwards).
-    #[default]
-    NewestFirst,
-    /// The first message first (reading a conversation from its start, or
-    /// fetching what was appended after a cursor).
-    OldestFirst,
-}
-
-impl MessageOrder {
-    /// The name used in cursor scopes.
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            MessageOrder::NewestFirst => "newest",
-            MessageOrder::OldestFirst => "oldest",
-        }
-    }
-}
 
 /// The keyset position of a message in a listing.
 pub(crate) fn cursor_of(message: &Message) -> Cursor {

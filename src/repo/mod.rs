@@ -1,6 +1,34 @@
 //! Repository functions: the only place that writes queries. Each takes
 //! `&mut AsyncPgConnection`, so any set of them composes inside one
 //! transaction; the store checks connections out and calls them.
+//!
+//! # Writing a query
+//!
+//! A query here is Diesel's DSL as its documentation writes it, with two
+//! changes that keep it fast; nothing else differs.
+//!
+//! 1. **Select lists**: `.select(Model::columns())` and
+//!    `.returning(Model::columns())` where Diesel's guide writes
+//!    `Model::as_select()` / `as_returning()` (trait `Rendered`, in scope
+//!    with `use super::columns::Rendered;`). It is the same select list, SQL
+//!    type and row mapping, rendered to text once per process instead of on
+//!    every query. Any `Selectable` model works; there is nothing to
+//!    register.
+//! 2. **Statements Diesel will not cache** (every `UPDATE`, an `INSERT ...
+//!    ON CONFLICT`, a `DELETE` with a subselect): end them with
+//!    `.keep_prepared()` (trait `KeepPrepared`) when their SQL text is the
+//!    same on every call: no changeset whose `None` fields drop out of the
+//!    `SET` list, no `IN` list or batch whose length varies. Such a
+//!    statement is then prepared once per connection, like a `SELECT`.
+//!    Leave it off otherwise: the statement is then prepared and closed on
+//!    each call, which is slower but never wrong. A `.keep_prepared()` call
+//!    site whose text does vary fails in every debug build (so in the test
+//!    suite) with an error naming the call site, before the cache sees it.
+//!
+//! Errors are Diesel's, converted with `?` into [`crate::Error`], which maps
+//! a lost connection to `Unavailable` and a named constraint to
+//! `Conflict`. Plain Diesel also works here unchanged: `as_select()` and
+//! an uncached statement only cost speed.
 
 mod cache_by_sql;
 mod columns;

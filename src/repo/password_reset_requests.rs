@@ -9,7 +9,7 @@ use super::columns::Rendered;
 use crate::error::Result;
 use crate::functions::clock;
 use crate::functions::lower;
-use crate::models::views::PendingPasswordReset;
+use crate::models::PendingPasswordReset;
 use crate::models::{PasswordResetRequest, UserId};
 use crate::page::Cursor;
 use crate::schema::password_reset_requests as prr;

@@ -11,33 +11,15 @@
 
 use super::cache_by_sql::KeepPrepared;
 use crate::error::Result;
+use crate::functions::{current_setting, instant, wall_clock};
 use crate::models::UserId;
 use crate::schema::session;
 use chrono::{DateTime, Utc};
 use diesel::dsl::{now, sql};
 use diesel::prelude::*;
-use diesel::sql_types::{Text, Timestamp, Timestamptz};
+use diesel::sql_types::Text;
 use diesel::upsert::excluded;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-
-diesel::define_sql_function! {
-    /// SQL `current_setting(name)`.
-    fn current_setting(name: Text) -> Text;
-}
-
-diesel::define_sql_function! {
-    /// SQL `timezone(zone, timestamptz)` (`AT TIME ZONE`): the wall-clock
-    /// time of an instant in `zone`.
-    #[sql_name = "timezone"]
-    fn wall_clock(zone: Text, at: Timestamptz) -> Timestamp;
-}
-
-diesel::define_sql_function! {
-    /// SQL `timezone(zone, timestamp)` (`AT TIME ZONE`): the instant a
-    /// wall-clock time in `zone` stands for.
-    #[sql_name = "timezone"]
-    fn instant(zone: Text, at: Timestamp) -> Timestamptz;
-}
 
 /// The setting whose zone connect-pg-simple's writes use: the session's.
 const TIME_ZONE: &str = "TimeZone";

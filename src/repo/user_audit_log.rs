@@ -3,33 +3,12 @@
 
 use super::columns::Rendered;
 use crate::error::Result;
-use crate::models::user_audit_log::NewAuditEntry;
-use crate::models::{AuditLogEntry, UserId};
+use crate::models::NewAuditEntry;
+use crate::models::{AuditLogEntry, AuditQuery};
 use crate::page::Cursor;
 use crate::schema::user_audit_log as log;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-
-/// Which entries to read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AuditQuery {
-    /// Entries about this user.
-    User(UserId),
-    /// Entries this user did.
-    Actor(UserId),
-    /// Entries with this action name.
-    Action(String),
-}
-
-impl AuditQuery {
-    pub(crate) fn scope(&self) -> u64 {
-        match self {
-            AuditQuery::User(id) => crate::page::scope(&["audit", "user", &id.to_string()]),
-            AuditQuery::Actor(id) => crate::page::scope(&["audit", "actor", &id.to_string()]),
-            AuditQuery::Action(a) => crate::page::scope(&["audit", "action", a]),
-        }
-    }
-}
 
 /// The keyset position of an entry.
 pub(crate) fn cursor_of(entry: &AuditLogEntry) -> Cursor {

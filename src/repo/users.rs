@@ -5,38 +5,13 @@ use super::cache_by_sql::KeepPrepared;
 use super::columns::Rendered;
 use crate::error::{Error, Result};
 use crate::functions::{coalesce_ts, lower};
-use crate::models::users::{NewUserRow, ProfileChanges};
-use crate::models::{User, UserId};
+use crate::models::{NewUserRow, ProfileChanges};
+use crate::models::{User, UserFilter, UserId};
 use crate::page::Cursor;
 use crate::schema::users;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-
-/// The filters of a user listing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UserFilter {
-    /// Only users with this role.
-    pub role: Option<crate::models::Role>,
-    /// Only blocked (`true`) or only not blocked (`false`) users.
-    pub blocked: Option<bool>,
-    /// Only users whose email or display name contains this text
-    /// (case-insensitive; `%` and `_` match themselves).
-    pub search: Option<String>,
-}
-
-impl UserFilter {
-    /// The parts that make a cursor belong to this listing.
-    pub(crate) fn scope(&self) -> u64 {
-        let role = self.role.map_or("", |r| r.as_str());
-        let blocked = match self.blocked {
-            None => "",
-            Some(true) => "blocked",
-            Some(false) => "active",
-        };
-        crate::page::scope(&["users", role, blocked, self.search.as_deref().unwrap_or("")])
-    }
-}
 
 /// A user listing is ordered newest first; rows whose `created_at` is NULL
 /// (possible in adopted data) sort as the epoch.

@@ -102,7 +102,7 @@ diesel::table! {
         /// The requester's address (nullable column).
         ip_address -> Nullable<Inet>,
         /// `'expired'` when `expires_at < NOW()`, else `'pending'`; see
-        /// [`ResetStatus`](crate::models::views::ResetStatus).
+        /// [`ResetStatus`](crate::models::ResetStatus).
         status -> Text,
     }
 }

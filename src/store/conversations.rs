@@ -5,13 +5,13 @@
 use super::pg::ReadFrom;
 use super::PgStore;
 use crate::error::{Error, Result};
-use crate::models::conversations::NewConversationRow;
-use crate::models::messages::NewMessageRow;
-use crate::models::{Conversation, Message, UserId};
+use crate::models::NewConversationRow;
+use crate::models::NewMessageRow;
+use crate::models::{Conversation, Message, MessageOrder, NewConversation, NewMessage, UserId};
 use crate::observe::observed;
 use crate::page::{Page, PageRequest};
 use crate::repo::conversations as repo;
-use crate::repo::messages::{self as message_repo, MessageOrder};
+use crate::repo::messages as message_repo;
 use crate::validate;
 use pronghorn_db_macros::store_part;
 use uuid::Uuid;
@@ -34,73 +34,6 @@ pub const BATCH_MAX: usize = 10_000;
 /// The largest total content of one [`ConversationStore::append_messages`]
 /// call, in bytes (64 MiB).
 pub const BATCH_MAX_BYTES: usize = 64 << 20;
-
-/// A new conversation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewConversation {
-    /// The owner.
-    pub user_id: UserId,
-    /// The AI provider, e.g. `openai` (at most 50 characters).
-    pub provider: String,
-    /// The provider's model name (at most 100 characters).
-    pub model: Option<String>,
-    /// The title (at most 255 characters).
-    pub title: Option<String>,
-}
-
-impl NewConversation {
-    /// A conversation of `user_id` with `provider`, without model or title.
-    pub fn new(user_id: UserId, provider: impl Into<String>) -> Self {
-        NewConversation {
-            user_id,
-            provider: provider.into(),
-            model: None,
-            title: None,
-        }
-    }
-
-    /// Sets the model name.
-    pub fn model(mut self, model: impl Into<String>) -> Self {
-        self.model = Some(model.into());
-        self
-    }
-
-    /// Sets the title.
-    pub fn title(mut self, title: impl Into<String>) -> Self {
-        self.title = Some(title.into());
-        self
-    }
-}
-
-/// A message to append to a conversation.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewMessage {
-    /// Who wrote it: `user`, `assistant`, `system`, ... (free text, trimmed,
-    /// at most 50 characters).
-    pub role: String,
-    /// The text, stored exactly as given: not empty or whitespace only, no
-    /// NUL byte, at most [`CONTENT_MAX_BYTES`] bytes.
-    pub content: String,
-    /// Tokens the provider charged for it, when known (not negative).
-    pub tokens_used: Option<i32>,
-}
-
-impl NewMessage {
-    /// A message with no token count.
-    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        NewMessage {
-            role: role.into(),
-            content: content.into(),
-            tokens_used: None,
-        }
-    }
-
-    /// Sets the token count.
-    pub fn tokens(mut self, tokens_used: i32) -> Self {
-        self.tokens_used = Some(tokens_used);
-        self
-    }
-}
 
 /// How much one conversation has used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -20,30 +20,33 @@
 //!
 //! A part imports only from below it: `policy` (who may act on whom) and
 //! the audit writer in `user_audit_log` sit at the bottom; `sessions` and
-//! `tokens` use the repositories alone; `users` and `password_resets`
+//! `refresh_tokens` use the repositories alone; `users` and
+//! `password_reset_requests`
 //! build on those. A helper two parts need moves down, never sideways.
 
-pub mod conversations;
+mod conversations;
 mod disabled;
-pub mod password_reset_requests;
+mod password_reset_requests;
 mod pg;
 mod policy;
-pub mod refresh_tokens;
-pub mod replicas;
-pub mod sessions;
-pub mod user_audit_log;
-pub mod users;
-pub mod websocket_connections;
+mod refresh_tokens;
+pub(crate) mod replicas;
+pub(crate) mod sessions;
+mod user_audit_log;
+mod users;
+mod websocket_connections;
 
-pub use conversations::ConversationStore;
+// Everything public in a part is public at the crate root, through these.
+pub use conversations::*;
 pub use disabled::DisabledStore;
-pub use password_reset_requests::PasswordResetStore;
+pub use password_reset_requests::*;
 pub use pg::{Isolation, PgStore};
-pub use refresh_tokens::RefreshTokenStore;
-pub use sessions::SessionStore;
-pub use user_audit_log::AuditStore;
-pub use users::UserStore;
-pub use websocket_connections::WebsocketStore;
+pub use refresh_tokens::*;
+pub use replicas::ReplicaStatus;
+pub use sessions::*;
+pub use user_audit_log::*;
+pub use users::*;
+pub use websocket_connections::*;
 
 use crate::error::Result;
 use crate::pool::PoolStats;

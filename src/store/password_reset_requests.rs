@@ -23,11 +23,11 @@
 use super::pg::ReadFrom;
 use super::policy::{authorize, lock_actor_and_target};
 use super::sessions::end_everywhere;
-use super::user_audit_log::{audit, AuditAction, RequestMeta};
+use super::user_audit_log::{audit, AuditAction};
 use super::PgStore;
 use crate::error::{Error, Result, TokenProblem};
-use crate::models::views::PendingPasswordReset;
-use crate::models::{User, UserId};
+use crate::models::PendingPasswordReset;
+use crate::models::{RequestMeta, User, UserId};
 use crate::observe::observed;
 use crate::page::{scope, Page, PageRequest};
 use crate::repo::password_reset_requests::{self as repo, FoundRequest};

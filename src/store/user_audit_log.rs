@@ -5,40 +5,14 @@
 use super::pg::ReadFrom;
 use super::PgStore;
 use crate::error::Result;
-use crate::models::user_audit_log::NewAuditEntry;
-use crate::models::{AuditLogEntry, UserId};
+use crate::models::NewAuditEntry;
+use crate::models::{AuditLogEntry, AuditQuery, RequestMeta, UserId};
 use crate::observe::observed;
 use crate::page::{Page, PageRequest};
-use crate::repo::user_audit_log::{self as audit_repo, AuditQuery};
+use crate::repo::user_audit_log as audit_repo;
 use crate::validate;
 use diesel_async::AsyncPgConnection;
 use pronghorn_db_macros::store_part;
-use std::net::IpAddr;
-
-/// User agents are cut to this many characters in the audit log.
-const USER_AGENT_MAX: usize = 512;
-
-/// Who made a request, for the audit log.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequestMeta {
-    /// The client's address.
-    pub ip: Option<IpAddr>,
-    /// The client's `User-Agent` header. NUL bytes are dropped and it is cut
-    /// to 512 characters before it is stored, since no request should fail
-    /// over a header.
-    pub user_agent: Option<String>,
-}
-
-impl RequestMeta {
-    pub(crate) fn user_agent(&self) -> Option<String> {
-        self.user_agent.as_deref().map(|ua| {
-            ua.chars()
-                .filter(|c| *c != '\0')
-                .take(USER_AGENT_MAX)
-                .collect()
-        })
-    }
-}
 
 /// The names of the audit actions this crate writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

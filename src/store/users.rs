@@ -5,22 +5,23 @@
 use super::pg::ReadFrom;
 use super::policy::{authorize, lock_actor, lock_actor_and_target};
 use super::sessions::end_everywhere;
-use super::user_audit_log::{audit, AuditAction, RequestMeta};
+use super::user_audit_log::{audit, AuditAction};
 use super::PgStore;
 use crate::error::{Error, Result};
-use crate::models::users::{NewUserRow, ProfileChanges};
-use crate::models::{Role, User, UserId};
+use crate::models::{
+    NewLocalUser, NewOAuthUser, ProfileUpdate, RequestMeta, Role, User, UserFilter, UserId,
+};
+use crate::models::{NewUserRow, ProfileChanges};
 use crate::observe::observed;
 use crate::page::{Page, PageRequest};
 use crate::password::{HashScheme, Verified, MAX_PASSWORD_BYTES};
 use crate::repo::login_failures as login_repo;
 use crate::repo::sessions as sessions_repo;
-use crate::repo::users::{self as repo, UserFilter};
+use crate::repo::users as repo;
 use crate::validate;
 use diesel_async::AsyncPgConnection;
 use pronghorn_db_macros::store_part;
 use serde_json::json;
-use std::fmt;
 
 /// `users.language_preference` is VARCHAR(10).
 const LANGUAGE_MAX: usize = 10;
@@ -34,97 +35,6 @@ const OAUTH_ID_MAX: usize = 255;
 const EXTRA_ROLE_MAX: usize = 50;
 /// Longest block reason.
 const REASON_MAX: usize = 1000;
-
-/// A new local account (email and password).
-#[derive(Clone)]
-pub struct NewLocalUser {
-    /// Login email; trimmed and lower-cased before it is stored.
-    pub email: String,
-    /// The password (hashed with the configured scheme, argon2id by default;
-    /// never stored as given).
-    pub password: String,
-    /// The name shown in the UI (at most 100 characters).
-    pub display_name: String,
-    /// UI language code (default `en`, at most 10 characters).
-    pub language: Option<String>,
-    /// The role (default [`Role::User`]).
-    pub role: Role,
-    /// Whether the email counts as verified.
-    pub email_verified: bool,
-    /// Extra role names.
-    pub additional_roles: Vec<String>,
-}
-
-impl NewLocalUser {
-    /// A user with role `user`, language `en`, unverified email and no
-    /// additional roles.
-    pub fn new(
-        email: impl Into<String>,
-        password: impl Into<String>,
-        display_name: impl Into<String>,
-    ) -> Self {
-        NewLocalUser {
-            email: email.into(),
-            password: password.into(),
-            display_name: display_name.into(),
-            language: None,
-            role: Role::User,
-            email_verified: false,
-            additional_roles: Vec::new(),
-        }
-    }
-}
-
-impl fmt::Debug for NewLocalUser {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NewLocalUser")
-            .field("email", &self.email)
-            .field("password", &"***")
-            .field("display_name", &self.display_name)
-            .field("language", &self.language)
-            .field("role", &self.role)
-            .field("email_verified", &self.email_verified)
-            .field("additional_roles", &self.additional_roles)
-            .finish()
-    }
-}
-
-/// A user signing in through an OAuth provider.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewOAuthUser {
-    /// The provider's name, e.g. `google` (not `local`).
-    pub provider: String,
-    /// The account's id at the provider.
-    pub oauth_id: String,
-    /// The email the provider reports.
-    pub email: String,
-    /// The name the provider reports.
-    pub display_name: String,
-    /// The picture the provider reports.
-    pub avatar_url: Option<String>,
-    /// Whether the provider verified the email.
-    pub email_verified: bool,
-}
-
-/// Profile fields to change; `None` leaves a field as it is.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
-pub struct ProfileUpdate {
-    /// New display name (at most 100 characters).
-    pub display_name: Option<String>,
-    /// New UI language code (at most 10 characters).
-    pub language_preference: Option<String>,
-    /// New avatar URL (at most 500 characters); `Some(None)` clears it.
-    /// In JSON, an absent field leaves it and `null` clears it.
-    #[serde(default, deserialize_with = "present")]
-    pub avatar_url: Option<Option<String>>,
-}
-
-/// Reads a field that is present (possibly `null`) as `Some(..)`, so that
-/// `null` and absence differ.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-    use serde::Deserialize;
-    Option::<String>::deserialize(d).map(Some)
-}
 
 /// How many users hold one role.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -5,9 +5,9 @@
 use super::pg::ReadFrom;
 use super::PgStore;
 use crate::error::{Error, Result};
-use crate::models::views::{ActiveWebsocketConnection, WebsocketConnectionStats};
-use crate::models::websocket_connections::NewWebsocketConnectionRow;
-use crate::models::{UserId, WebsocketConnection};
+use crate::models::NewWebsocketConnectionRow;
+use crate::models::{ActiveWebsocketConnection, WebsocketConnectionStats};
+use crate::models::{NewWebsocketConnection, UserId, WebsocketConnection};
 use crate::observe::observed;
 use crate::page::{Page, PageRequest};
 use crate::repo::websocket_connections as repo;
@@ -27,41 +27,6 @@ pub const METADATA_MAX_BYTES: usize = 64 << 10;
 /// The most days [`WebsocketStore::cleanup_websocket_connections`] keeps
 /// (100 years; larger values would reach outside PostgreSQL's time range).
 pub const CLEANUP_DAYS_MAX: i32 = 36_500;
-
-/// A connection that just opened (or reopened under the same id).
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewWebsocketConnection {
-    /// The server's id for the connection (trimmed, 1 to 64 characters).
-    pub connection_id: String,
-    /// The authenticated user; `None` for an anonymous client. The row's
-    /// `is_authenticated` is `user_id.is_some()`.
-    pub user_id: Option<UserId>,
-    /// The client's address. An IPv4-mapped IPv6 address
-    /// (`::ffff:a.b.c.d`, as dual-stack sockets report IPv4 clients) is
-    /// stored as the IPv4 address.
-    pub ip: Option<IpAddr>,
-    /// The client's `User-Agent` header. NUL bytes are dropped and it is cut
-    /// to [`USER_AGENT_MAX`] characters, since no connection should fail
-    /// over a header.
-    pub user_agent: Option<String>,
-    /// Free-form JSON object (`{}` when `None`); see
-    /// [`WebsocketStore::update_websocket_metadata`] for its limits. Only
-    /// used when the row is created: a reopened row keeps its metadata.
-    pub metadata: Option<serde_json::Value>,
-}
-
-impl NewWebsocketConnection {
-    /// An anonymous connection with no address, user agent or metadata.
-    pub fn new(connection_id: impl Into<String>) -> Self {
-        NewWebsocketConnection {
-            connection_id: connection_id.into(),
-            user_id: None,
-            ip: None,
-            user_agent: None,
-            metadata: None,
-        }
-    }
-}
 
 // ---- validation -------------------------------------------------------
 

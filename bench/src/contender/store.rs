@@ -5,13 +5,11 @@
 use super::{Contender, Draft, Owned, NEW_MODEL, NEW_PROVIDER, NEW_TITLE, PAGE_SIZE, POOL_SIZE};
 use crate::target::Target;
 use anyhow::{bail, Result};
-use pronghorn_db::models::conversations::NewConversationRow;
-use pronghorn_db::models::messages::NewMessageRow;
+use pronghorn_db::models::NewConversationRow;
+use pronghorn_db::models::NewMessageRow;
 use pronghorn_db::repo::{conversations, messages};
-use pronghorn_db::{
-    Configuration, ConversationStore, DbConfig, MessageOrder, NewMessage, PageRequest, PgStore,
-    PoolSettings, UserId, UserStore,
-};
+use pronghorn_db::{Configuration, ConversationStore, DbConfig, PageRequest, PgStore, PoolSettings, UserStore};
+use pronghorn_db::models::{MessageOrder, NewMessage, UserId};
 use std::hint::black_box;
 use std::time::Duration;
 use uuid::Uuid;

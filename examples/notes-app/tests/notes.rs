@@ -6,7 +6,8 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use pronghorn_db::migrate::MIGRATIONS as CRATE;
 use pronghorn_db::testing::Template;
-use pronghorn_db::{NewLocalUser, UserStore};
+use pronghorn_db::{UserStore};
+use pronghorn_db::models::{NewLocalUser};
 use std::sync::Arc;
 use tower::ServiceExt;
 
@@ -72,7 +73,7 @@ async fn notes_join_their_authors_and_are_served() {
 async fn a_note_for_no_author_writes_nothing() {
     let db = template().database().await.expect("database");
     let pg = db.store().await.expect("store");
-    let nobody = pronghorn_db::UserId(uuid::Uuid::new_v4());
+    let nobody = pronghorn_db::models::UserId(uuid::Uuid::new_v4());
     // The foreign key refuses it; nothing of the transaction stays.
     assert!(notes_app::write_note(&pg, nobody, "orphan").await.is_err());
     let mut conn = pg.conn().await.expect("conn");
