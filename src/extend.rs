@@ -6,7 +6,7 @@
 //! `Only<notes::table>` (or `Tablesample<notes::table, _>`) and
 //! `users::table`, and there neither side is the application's own type, so
 //! the orphan rule refuses them. This crate can write those impls, for every
-//! table that implements [`AppTable`]; [`join_crate_tables!`] implements it
+//! table that implements [`AppTable`]; [`join_crate_tables!`](crate::join_crate_tables) implements it
 //! for the application's tables and writes the impls the application may
 //! write itself, so that its tables join and filter with every table and
 //! view of the crate in Diesel's checked DSL.
@@ -34,7 +34,7 @@
 //!     .select((notes::body, users::display_name));
 //! ```
 //!
-//! A table left out of [`join_crate_tables!`] stays refused, as Diesel
+//! A table left out of [`join_crate_tables!`](crate::join_crate_tables) stays refused, as Diesel
 //! refuses any two tables it was not told may meet:
 //!
 //! ```compile_fail
@@ -55,7 +55,7 @@
 //! ```
 
 /// A table of the application's own that may appear in one query with the
-/// crate's tables. Implemented by [`join_crate_tables!`]; this crate writes
+/// crate's tables. Implemented by [`join_crate_tables!`](crate::join_crate_tables); this crate writes
 /// the impls the application cannot (those between `Only<T>` or
 /// `Tablesample<T, _>` and the crate's tables).
 pub trait AppTable: diesel::Table {}

@@ -85,7 +85,7 @@ pub struct NewMessage {
     /// at most 50 characters).
     pub role: String,
     /// The text, stored exactly as given: not empty or whitespace only, no
-    /// NUL byte, at most [`CONTENT_MAX_BYTES`] bytes.
+    /// NUL byte, at most [`CONTENT_MAX_BYTES`](crate::CONTENT_MAX_BYTES) bytes.
     pub content: String,
     /// Tokens the provider charged for it, when known (not negative).
     pub tokens_used: Option<i32>,

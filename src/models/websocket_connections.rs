@@ -85,11 +85,11 @@ pub struct NewWebsocketConnection {
     /// stored as the IPv4 address.
     pub ip: Option<IpAddr>,
     /// The client's `User-Agent` header. NUL bytes are dropped and it is cut
-    /// to [`USER_AGENT_MAX`] characters, since no connection should fail
+    /// to [`USER_AGENT_MAX`](crate::USER_AGENT_MAX) characters, since no connection should fail
     /// over a header.
     pub user_agent: Option<String>,
     /// Free-form JSON object (`{}` when `None`); see
-    /// [`WebsocketStore::update_websocket_metadata`] for its limits. Only
+    /// [`WebsocketStore::update_websocket_metadata`](crate::WebsocketStore::update_websocket_metadata) for its limits. Only
     /// used when the row is created: a reopened row keeps its metadata.
     pub metadata: Option<serde_json::Value>,
 }

@@ -41,7 +41,7 @@ diesel::table! {
         is_blocked -> Bool,
         /// Seconds since `connected_at`, fractional; never NULL since
         /// `connected_at` is NOT NULL. `numeric`, as the template made it;
-        /// [`ActiveWebsocketConnection`] reads it as `f64`.
+        /// [`ActiveWebsocketConnection`](crate::models::ActiveWebsocketConnection) reads it as `f64`.
         connection_duration_seconds -> Numeric,
     }
 }

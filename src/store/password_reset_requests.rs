@@ -2,23 +2,7 @@
 //! store, its input and output types, and its implementations for
 //! [`PgStore`] and [`DisabledStore`](crate::DisabledStore).
 //!
-//! A reset token is 256 random bits handed out once ([`Token`]);
-//! `password_reset_requests` keeps only its SHA-256 digest, looked up
-//! through the unique index `idx_reset_requests_token_hash`. Tokens are
-//! single use and expire. Requests count against `users.reset_attempts`
-//! within a window that starts at `users.reset_attempts_reset_at`.
-//!
-//! # Not revealing which emails have accounts
-//!
-//! [`PasswordResetStore::request_password_reset`] answers every well-formed
-//! email with the same type, [`ResetRequested`], whether the email has an
-//! account, has none, or has asked too often: only
-//! [`ResetRequested::delivery`] differs, and it exists to be emailed, never
-//! shown. The HTTP layer must answer the client identically in all three
-//! cases (e.g. "if an account uses this address, we sent it a link"), and
-//! send the email off the request's path (a queue or a spawned task) so that
-//! the response time does not tell either. The store's own work differs by
-//! two short statements between the cases.
+//! What the part guarantees is in the trait's docs.
 
 use super::pg::ReadFrom;
 use super::policy::{authorize, lock_actor_and_target};
@@ -100,7 +84,7 @@ pub struct ResetDelivery {
 /// `delivery` is `Some` when a token was issued, and `None` when the email
 /// has no account or the account has requested too many resets within the
 /// window. Use it only to send the email; the response to the client must
-/// not depend on it (see the [module docs](self)).
+/// not depend on it (see [`PasswordResetStore`]).
 #[derive(Debug, Clone, PartialEq)]
 #[must_use = "a requested token must be delivered, or the request was pointless"]
 pub struct ResetRequested {
@@ -139,6 +123,24 @@ fn pending_scope() -> u64 {
 }
 
 /// Password resets by token.
+///
+/// A reset token is 256 random bits handed out once ([`Token`]);
+/// `password_reset_requests` keeps only its SHA-256 digest, looked up
+/// through the unique index `idx_reset_requests_token_hash`. Tokens are
+/// single use and expire. Requests count against `users.reset_attempts`
+/// within a window that starts at `users.reset_attempts_reset_at`.
+///
+/// # Not revealing which emails have accounts
+///
+/// [`PasswordResetStore::request_password_reset`] answers every well-formed
+/// email with the same type, [`ResetRequested`], whether the email has an
+/// account, has none, or has asked too often: only
+/// [`ResetRequested::delivery`] differs, and it exists to be emailed, never
+/// shown. The HTTP layer must answer the client identically in all three
+/// cases (e.g. "if an account uses this address, we sent it a link"), and
+/// send the email off the request's path (a queue or a spawned task) so that
+/// the response time does not tell either. The store's own work differs by
+/// two short statements between the cases.
 ///
 /// On [`DisabledStore`](crate::DisabledStore) every method fails with [`Error::Disabled`]; on any
 /// store a lost connection is [`Error::Unavailable`].

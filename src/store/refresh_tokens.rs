@@ -1,13 +1,7 @@
 //! Refresh tokens: the [`RefreshTokenStore`] part of the store and its
 //! implementations for [`PgStore`] and [`DisabledStore`](crate::DisabledStore).
 //!
-//! A refresh token is 256 random bits handed out once ([`Token`]); the table
-//! keeps only its SHA-256 digest, looked up through `unique_token_hash`.
-//! Rotation revokes the presented token and issues its successor in one
-//! transaction, under a row lock, so one token never has two live
-//! successors. Presenting a token that is already revoked means a copy of it
-//! leaked: every token of its user is revoked and the call fails with
-//! [`Error::TokenReused`].
+//! What the part guarantees is in the trait's docs.
 
 use super::PgStore;
 use crate::error::{Error, Result, TokenProblem};
@@ -73,6 +67,14 @@ enum Rotation {
 }
 
 /// Refresh tokens.
+///
+/// A refresh token is 256 random bits handed out once ([`Token`]); the table
+/// keeps only its SHA-256 digest, looked up through `unique_token_hash`.
+/// Rotation revokes the presented token and issues its successor in one
+/// transaction, under a row lock, so one token never has two live
+/// successors. Presenting a token that is already revoked means a copy of it
+/// leaked: every token of its user is revoked and the call fails with
+/// [`Error::TokenReused`].
 ///
 /// Methods that take a presented token accept any text: text that cannot be
 /// a token this crate issued is rejected as unknown without a query. On

@@ -2,24 +2,7 @@
 //! part of the store, the session data types, and their implementations for
 //! [`PgStore`] and [`DisabledStore`](crate::DisabledStore).
 //!
-//! A Node app using express-session with connect-pg-simple and a Rust app
-//! using this store can share one `session` table: each reads and touches
-//! the other's rows. `sess` holds the JSON of the express-session object, a
-//! `cookie` object (`originalMaxAge`, `expires`, `httpOnly`, `path`, ...)
-//! beside the app's own fields; `expire` holds the cookie's expiry as a
-//! `timestamp` without time zone, written and compared in the database
-//! session's `TimeZone` exactly as connect-pg-simple does (UTC under the
-//! server's usual setting); see [`crate::repo::sessions`].
-//!
-//! [`CookieSigner`] signs and verifies the session cookie as express-session
-//! does, so that the same browser session is valid in both apps.
-//!
-//! A session belongs to a user only through the `userId` field an app puts
-//! in `sess` (the example server writes the user's id there). Logging out
-//! everywhere ([`SessionStore::end_all_sessions`]), and every change that
-//! must log a user out (a new password, a block, a deletion, a new role),
-//! delete the rows whose `sess ->> 'userId'` is that id, through the index
-//! `idx_session_user_id`.
+//! What the part guarantees is in the trait's docs.
 
 use super::PgStore;
 use crate::error::{Error, Result};
@@ -240,6 +223,25 @@ fn check_sid(sid: &str) -> Result<String> {
 }
 
 /// Express sessions, shared with connect-pg-simple.
+///
+/// A Node app using express-session with connect-pg-simple and a Rust app
+/// using this store can share one `session` table: each reads and touches
+/// the other's rows. `sess` holds the JSON of the express-session object, a
+/// `cookie` object (`originalMaxAge`, `expires`, `httpOnly`, `path`, ...)
+/// beside the app's own fields; `expire` holds the cookie's expiry as a
+/// `timestamp` without time zone, written and compared in the database
+/// session's `TimeZone` exactly as connect-pg-simple does (UTC under the
+/// server's usual setting); see [`crate::repo::sessions`].
+///
+/// [`CookieSigner`] signs and verifies the session cookie as express-session
+/// does, so that the same browser session is valid in both apps.
+///
+/// A session belongs to a user only through the `userId` field an app puts
+/// in `sess` (the example server writes the user's id there). Logging out
+/// everywhere ([`SessionStore::end_all_sessions`]), and every change that
+/// must log a user out (a new password, a block, a deletion, a new role),
+/// delete the rows whose `sess ->> 'userId'` is that id, through the index
+/// `idx_session_user_id`.
 ///
 /// Session ids are checked before any query ([`Error::Validation`] on `sid`
 /// when empty, longer than [`SID_MAX`] or holding a NUL byte). On

@@ -91,7 +91,7 @@ pub(crate) async fn audit(
 #[store_part]
 impl AuditStore for PgStore {
     /// Entries about a user, by an actor or with an action, newest first.
-    /// Fails with [`Error::Validation`] on `cursor` for a foreign cursor.
+    /// Fails with [`Error::Validation`](crate::Error::Validation) on `cursor` for a foreign cursor.
     async fn audit_log(
         &self,
         query: &AuditQuery,

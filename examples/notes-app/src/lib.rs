@@ -7,9 +7,9 @@ pub mod schema;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
+use pronghorn_db::models::UserId;
 use pronghorn_db::schema::users;
 use pronghorn_db::{Error, PgStore};
-use pronghorn_db::models::{UserId};
 use schema::notes;
 use std::sync::Arc;
 

@@ -5,9 +5,9 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use pronghorn_db::migrate::MIGRATIONS as CRATE;
+use pronghorn_db::models::NewLocalUser;
 use pronghorn_db::testing::Template;
-use pronghorn_db::{UserStore};
-use pronghorn_db::models::{NewLocalUser};
+use pronghorn_db::UserStore;
 use std::sync::Arc;
 use tower::ServiceExt;
 
