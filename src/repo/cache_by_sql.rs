@@ -1,3 +1,11 @@
+//! Statement text, rendered as little as possible.
+//!
+//! [`RenderOnce`] (`.render_once()`): diesel-async renders a statement's SQL
+//! text on every call, even when its prepared statement is cached by type.
+//! A statement Diesel proves static (a static query id, and safe to cache)
+//! has one text per type, the same fact diesel-async's cache relies on, so
+//! its text is rendered on the first call and reused after.
+//!
 //! [`CacheBySql`]: keeps a statement prepared whose SQL text never changes
 //! but that Diesel declines to cache, and [`KeepPrepared`], which wraps one.
 //!
@@ -62,6 +70,98 @@ pub(crate) trait KeepPrepared: Sized {
 }
 
 impl<Q: QueryFragment<Pg>> KeepPrepared for Q {}
+
+/// A statement whose SQL text is rendered once per statement type when
+/// Diesel proves the text static; rendered as usual otherwise. Made by
+/// [`RenderOnce::render_once`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RenderedOnce<Q>(Q);
+
+impl<Q: QueryId> QueryId for RenderedOnce<Q> {
+    type QueryId = Q::QueryId;
+    const HAS_STATIC_QUERY_ID: bool = Q::HAS_STATIC_QUERY_ID;
+}
+
+impl<Q: Query> Query for RenderedOnce<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q: QueryFragment<Pg> + QueryId> QueryFragment<Pg> for RenderedOnce<Q> {
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+
+    fn is_safe_to_cache_prepared(&self, backend: &Pg) -> QueryResult<bool> {
+        self.0.is_safe_to_cache_prepared(backend)
+    }
+
+    fn to_sql(&self, out: &mut diesel::pg::PgQueryBuilder, backend: &Pg) -> QueryResult<()> {
+        use diesel::query_builder::QueryBuilder;
+        let Some(id) = Q::query_id() else {
+            return self.0.to_sql(out, backend);
+        };
+        if !self.0.is_safe_to_cache_prepared(backend)? {
+            return self.0.to_sql(out, backend);
+        }
+        let render = || -> QueryResult<String> {
+            let mut fresh = diesel::pg::PgQueryBuilder::default();
+            self.0.to_sql(&mut fresh, backend)?;
+            Ok(fresh.finish())
+        };
+        match known_text(id) {
+            Some(text) => {
+                if cfg!(debug_assertions) && render()? != text {
+                    return Err(diesel::result::Error::QueryBuilderError(
+                        "a statement with a static query id rendered two texts".into(),
+                    ));
+                }
+                out.push_sql(text);
+            }
+            None => match remember_text(id, render()?) {
+                Ok(text) => out.push_sql(text),
+                Err(text) => out.push_sql(&text),
+            },
+        }
+        Ok(())
+    }
+}
+
+/// `.render_once()` on any statement: wraps it in [`RenderedOnce`]. Safe on
+/// every statement: one whose text Diesel cannot prove static is rendered
+/// on each call, as without it.
+pub(crate) trait RenderOnce: Sized {
+    /// This statement, its text rendered once per statement type.
+    fn render_once(self) -> RenderedOnce<Self> {
+        RenderedOnce(self)
+    }
+}
+
+impl<Q: QueryFragment<Pg> + QueryId> RenderOnce for Q {}
+
+type Texts = std::collections::HashMap<std::any::TypeId, &'static str>;
+
+/// The texts of statement types rendered so far: one per statement type in
+/// the code, so a bounded set, kept for the life of the process.
+fn texts() -> &'static std::sync::RwLock<Texts> {
+    static TEXTS: std::sync::OnceLock<std::sync::RwLock<Texts>> = std::sync::OnceLock::new();
+    TEXTS.get_or_init(Default::default)
+}
+
+/// The text of the statement type `id`, when it was rendered before.
+fn known_text(id: std::any::TypeId) -> Option<&'static str> {
+    texts().read().ok().and_then(|t| t.get(&id).copied())
+}
+
+/// Keeps `text` as the text of the statement type `id` (or returns the one
+/// kept already). Gives `text` back when the map is unusable (poisoned).
+fn remember_text(id: std::any::TypeId, text: String) -> Result<&'static str, String> {
+    match texts().write() {
+        Ok(mut texts) => Ok(*texts
+            .entry(id)
+            .or_insert_with(|| Box::leak(text.into_boxed_str()))),
+        Err(_) => Err(text),
+    }
+}
 
 /// Checks that `query` renders to the text first seen at `site`.
 fn same_text_as_before<Q: QueryFragment<Pg>>(
@@ -132,5 +232,61 @@ mod tests {
                 && message.contains("sent a different SQL text than before"),
             "{message}"
         );
+    }
+
+    fn text_of<Q: QueryFragment<Pg>>(query: &Q) -> String {
+        use diesel::query_builder::QueryBuilder;
+        let mut out = diesel::pg::PgQueryBuilder::default();
+        query.to_sql(&mut out, &Pg).expect("renders");
+        out.finish()
+    }
+
+    #[test]
+    fn a_static_statement_is_rendered_once_and_the_same() {
+        let by_id = |id: uuid::Uuid| users::table.find(id).select(users::email).limit(1);
+        let plain = text_of(&by_id(uuid::Uuid::nil()));
+        let first = text_of(&by_id(uuid::Uuid::nil()).render_once());
+        let again = text_of(&by_id(uuid::Uuid::max()).render_once());
+        assert_eq!(first, plain);
+        assert_eq!(again, plain);
+        let id = <diesel::dsl::Limit<
+            diesel::dsl::Select<diesel::dsl::Find<users::table, uuid::Uuid>, users::email>,
+        > as QueryId>::query_id()
+        .expect("a static query id");
+        assert_eq!(known_text(id), Some(plain.as_str()));
+    }
+
+    #[test]
+    fn a_statement_diesel_cannot_prove_static_is_rendered_each_time() {
+        // Boxed: no static query id. Its text follows its filters.
+        let boxed = |search: bool| {
+            let mut q = users::table.select(users::email).into_boxed();
+            if search {
+                q = q.filter(users::email.like("%a%"));
+            }
+            q
+        };
+        assert_ne!(
+            text_of(&boxed(false).render_once()),
+            text_of(&boxed(true).render_once())
+        );
+        // Static id, but not safe to cache: a changeset without its `None`
+        // fields, so the text follows which fields are set.
+        #[derive(AsChangeset)]
+        #[diesel(table_name = users)]
+        struct Change<'a> {
+            display_name: Option<&'a str>,
+            language_preference: Option<&'a str>,
+        }
+        let update = |lang: Option<&'static str>| {
+            diesel::update(users::table).set(Change {
+                display_name: Some("a"),
+                language_preference: lang,
+            })
+        };
+        let both = text_of(&update(Some("en")).render_once());
+        let one = text_of(&update(None).render_once());
+        assert_ne!(both, one);
+        assert_eq!(one, text_of(&update(None)));
     }
 }

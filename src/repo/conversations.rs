@@ -2,7 +2,7 @@
 //! conversation also filters on its owner, so a conversation of another user
 //! is indistinguishable from a missing one. Inputs are already validated.
 
-use super::cache_by_sql::KeepPrepared;
+use super::cache_by_sql::{KeepPrepared, RenderOnce};
 use super::columns::Rendered;
 use crate::error::{Error, Result};
 use crate::functions::{clock_timestamp, coalesce_ts};
@@ -46,6 +46,7 @@ pub async fn insert(
     Ok(diesel::insert_into(conversations::table)
         .values(row)
         .returning(Conversation::columns())
+        .render_once()
         .get_result(conn)
         .await?)
 }
@@ -61,7 +62,9 @@ pub async fn find_owned(
         .filter(conversations::id.eq(id))
         .filter(conversations::user_id.eq(owner))
         .select(Conversation::columns())
-        .first(conn)
+        .limit(1)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?
         .ok_or_else(not_found)
@@ -75,6 +78,7 @@ pub async fn check_owned(conn: &mut AsyncPgConnection, owner: UserId, id: Uuid) 
             .filter(conversations::id.eq(id))
             .filter(conversations::user_id.eq(owner)),
     ))
+    .render_once()
     .get_result(conn)
     .await?;
     if found {

@@ -2,6 +2,7 @@
 //! caller (see [`super::conversations::touch`] and
 //! [`super::conversations::check_owned`]). Inputs are already validated.
 
+use super::cache_by_sql::RenderOnce;
 use super::columns::{Columns, Rendered};
 use super::conversations::epoch;
 use crate::error::{Error, Result};
@@ -32,6 +33,7 @@ pub async fn insert(conn: &mut AsyncPgConnection, row: &NewMessageRow<'_>) -> Re
     Ok(diesel::insert_into(messages::table)
         .values(row)
         .returning(Message::columns())
+        .render_once()
         .get_result(conn)
         .await?)
 }

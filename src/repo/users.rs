@@ -1,7 +1,7 @@
 //! Queries on `users`. Each function takes a connection, so any set of them
 //! composes inside one transaction. Inputs are already validated.
 
-use super::cache_by_sql::KeepPrepared;
+use super::cache_by_sql::{KeepPrepared, RenderOnce};
 use super::columns::Rendered;
 use crate::error::{Error, Result};
 use crate::functions::{coalesce_ts, lower};
@@ -67,7 +67,9 @@ pub async fn find_by_id(conn: &mut AsyncPgConnection, id: UserId) -> Result<User
     users::table
         .find(id)
         .select(User::columns())
-        .first(conn)
+        .limit(1)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?
         .ok_or_else(not_found)
@@ -95,7 +97,9 @@ pub async fn find_by_email(conn: &mut AsyncPgConnection, email: &str) -> Result<
         .filter(lower(users::email).eq(email))
         .order((users::email.eq(email).desc(), users::created_at.asc()))
         .select(User::columns())
-        .first(conn)
+        .limit(1)
+        .render_once()
+        .get_result(conn)
         .await
         .optional()?)
 }
