@@ -71,8 +71,9 @@ impl PgStore {
     /// gets a background probe task (ended by [`HealthStore::close`]). Must
     /// be called inside a Tokio runtime.
     ///
-    /// Fails with [`Error::Config`] only when the TLS settings cannot be
-    /// built (an unreadable `DB_SSL_ROOT_CERT`).
+    /// Fails with [`Error::Config`] when the TLS settings cannot be built
+    /// (an unreadable `DB_SSL_ROOT_CERT`), and with [`Error::Unavailable`]
+    /// when it has read replicas but runs outside a Tokio runtime.
     pub async fn new(config: DbConfig) -> Result<Self> {
         let health = Arc::new(Health::default());
         let pool = pool::build(&config, health.clone())?;
