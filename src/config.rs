@@ -185,6 +185,7 @@ pub struct DbConfig {
     pub(crate) tcp: TcpSettings,
     pub(crate) replicas: Vec<DbConfig>,
     pub(crate) replica_max_lag: Duration,
+    pub(crate) replica_probe: ReplicaProbeSettings,
     pub(crate) source: ConfigSource,
 }
 
@@ -317,6 +318,8 @@ pub const VARIABLES: &[&str] = &[
     "DB_READ_REPLICA_URLS",
     "DATABASE_URL",
     "DB_REPLICA_MAX_LAG_MS",
+    "DB_REPLICA_PROBE_INTERVAL_MS",
+    "DB_REPLICA_PROBE_TIMEOUT_MS",
     "APP_NAME",
 ];
 
@@ -504,6 +507,7 @@ impl DbConfig {
                     tcp: base.tcp,
                     replicas: Vec::new(),
                     replica_max_lag: Duration::ZERO,
+                    replica_probe: ReplicaProbeSettings::default(),
                     source: ConfigSource::Parts,
                 };
                 return with_replicas(primary, &mut get, base)
@@ -729,6 +733,7 @@ impl fmt::Debug for DbConfig {
                     .collect::<Vec<_>>(),
             )
             .field("replica_max_lag", &self.replica_max_lag)
+            .field("replica_probe", &self.replica_probe)
             .field("source", &self.source)
             .finish_non_exhaustive()
     }
@@ -768,6 +773,7 @@ fn with_replicas(
         None => Duration::from_millis(5000),
         Some(v) => Duration::from_millis(parse_u64("DB_REPLICA_MAX_LAG_MS", &v)?),
     };
+    primary.replica_probe = read_replica_probe(get)?;
     if let Some(list) = get(VAR) {
         for url in split_urls(&list) {
             if url.to_ascii_lowercase().contains(PLACEHOLDER) {
@@ -783,6 +789,133 @@ fn with_replicas(
         }
     }
     Ok(primary)
+}
+
+/// How each read replica is probed in the background: how often its replay
+/// lag is measured, and how long one measurement may take. Reads use the
+/// last measurement and never wait on one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaProbeSettings {
+    /// Time from the start of one probe of a replica to the start of the
+    /// next (`DB_REPLICA_PROBE_INTERVAL_MS`, default 1000); a probe that
+    /// takes longer is followed by the next at once.
+    pub interval: Duration,
+    /// How long one probe (opening its connection when it has none, then
+    /// the lag query) may take before it counts as failed and the replica
+    /// is skipped until a probe succeeds (`DB_REPLICA_PROBE_TIMEOUT_MS`,
+    /// default 1000).
+    pub timeout: Duration,
+}
+
+impl Default for ReplicaProbeSettings {
+    fn default() -> Self {
+        ReplicaProbeSettings {
+            interval: Duration::from_millis(1000),
+            timeout: Duration::from_millis(1000),
+        }
+    }
+}
+
+impl ReplicaProbeSettings {
+    /// How long a probe's figure is trusted: a replica whose last probe
+    /// finished longer ago than this (its probe task stalled or ended) is
+    /// skipped as if the probe had failed.
+    pub(crate) fn trusted_for(&self) -> Duration {
+        (self.interval + self.timeout).saturating_mul(2)
+    }
+}
+
+/// Reads [`ReplicaProbeSettings`]: each value a whole number of
+/// milliseconds from 1 to 3600000 (an hour).
+fn read_replica_probe(
+    get: &mut impl FnMut(&str) -> Option<String>,
+) -> Result<ReplicaProbeSettings, ConfigError> {
+    const HOUR_MS: u64 = 60 * 60 * 1000;
+    let mut millis = |var: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+        match get(var) {
+            None => Ok(default),
+            Some(v) => match parse_u64(var, &v)? {
+                0 => Err(ConfigError::new(var, "must be at least 1, got 0")),
+                ms if ms > HOUR_MS => Err(ConfigError::new(
+                    var,
+                    format!("{ms} is above {HOUR_MS} (an hour)"),
+                )),
+                ms => Ok(Duration::from_millis(ms)),
+            },
+        }
+    };
+    let defaults = ReplicaProbeSettings::default();
+    Ok(ReplicaProbeSettings {
+        interval: millis("DB_REPLICA_PROBE_INTERVAL_MS", defaults.interval)?,
+        timeout: millis("DB_REPLICA_PROBE_TIMEOUT_MS", defaults.timeout)?,
+    })
+}
+
+impl DbConfig {
+    /// How the read replicas are probed (`DB_REPLICA_PROBE_INTERVAL_MS`,
+    /// `DB_REPLICA_PROBE_TIMEOUT_MS`).
+    pub fn replica_probe(&self) -> ReplicaProbeSettings {
+        self.replica_probe
+    }
+
+    /// The same configuration with these probe settings. A zero interval
+    /// or timeout set here is taken as 1 ms.
+    pub fn with_replica_probe(mut self, probe: ReplicaProbeSettings) -> Self {
+        self.replica_probe = probe;
+        self
+    }
+}
+
+#[cfg(test)]
+mod replica_probe_tests {
+    use super::*;
+
+    fn read(vars: &[(&str, &str)]) -> Result<Configuration, ConfigError> {
+        let mut all = vec![("DB_CONNECTION_STRING", "postgres://u@h/db")];
+        all.extend_from_slice(vars);
+        DbConfig::from_lookup(|k| {
+            all.iter()
+                .find(|(name, _)| *name == k)
+                .map(|(_, v)| (*v).to_owned())
+        })
+    }
+
+    #[test]
+    fn probe_settings_default_parse_and_refuse_bad_values() {
+        let probe = |vars: &[(&str, &str)]| match read(vars) {
+            Ok(Configuration::Configured(c)) => c.replica_probe(),
+            other => panic!("expected configured, got {other:?}"),
+        };
+        assert_eq!(probe(&[]), ReplicaProbeSettings::default());
+        assert_eq!(
+            probe(&[
+                ("DB_REPLICA_PROBE_INTERVAL_MS", "200"),
+                ("DB_REPLICA_PROBE_TIMEOUT_MS", " 150 "),
+            ]),
+            ReplicaProbeSettings {
+                interval: Duration::from_millis(200),
+                timeout: Duration::from_millis(150),
+            }
+        );
+        for var in [
+            "DB_REPLICA_PROBE_INTERVAL_MS",
+            "DB_REPLICA_PROBE_TIMEOUT_MS",
+        ] {
+            for (value, problem) in [
+                ("0", "must be at least 1, got 0"),
+                ("soon", "'soon' is not a non-negative whole number"),
+                ("3600001", "3600001 is above 3600000 (an hour)"),
+            ] {
+                match read(&[(var, value)]) {
+                    Err(e) => {
+                        assert_eq!(e.variable, var, "{value}");
+                        assert_eq!(e.problem, problem, "{var}={value}");
+                    }
+                    other => panic!("{var}={value}: expected an error, got {other:?}"),
+                }
+            }
+        }
+    }
 }
 
 /// Splits a comma-separated list of connection strings. A comma starts a
@@ -899,6 +1032,7 @@ fn from_string(var: &'static str, s: &str, base: Base) -> Result<DbConfig, Confi
         tcp: base.tcp,
         replicas: Vec::new(),
         replica_max_lag: Duration::ZERO,
+        replica_probe: ReplicaProbeSettings::default(),
         source: ConfigSource::ConnectionString,
     })
 }

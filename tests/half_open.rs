@@ -7,183 +7,14 @@
 //! drops every packet silently. This needs root (as CI runs), and never
 //! touches the shared server or this machine's other interfaces.
 
+mod common;
+
+use common::cluster::Cluster;
+use common::netns::Netns;
 use diesel::sql_types::Integer;
 use diesel_async::RunQueryDsl;
 use pronghorn_db::{Configuration, DbConfig, HealthStore, PgStore, PoolSettings};
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
-
-fn run(args: &[&str]) {
-    let out = Command::new(args[0])
-        .args(&args[1..])
-        .output()
-        .unwrap_or_else(|e| panic!("{}: {e}", args[0]));
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn bindir() -> String {
-    let out = Command::new("pg_config")
-        .arg("--bindir")
-        .output()
-        .expect("pg_config");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// A cluster listening only inside its own network namespace.
-struct IsolatedServer {
-    ns: String,
-    host_if: String,
-    ns_if: String,
-    server_ip: String,
-    root: PathBuf,
-}
-
-impl IsolatedServer {
-    fn start() -> IsolatedServer {
-        let uid = Command::new("id").arg("-u").output().expect("id");
-        assert_eq!(
-            String::from_utf8_lossy(&uid.stdout).trim(),
-            "0",
-            "this test needs root to create a network namespace (CI runs as root)"
-        );
-        let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
-        let octet = u8::from_str_radix(&tag[..2], 16).unwrap_or(1) % 250 + 1;
-        let s = IsolatedServer {
-            ns: format!("pgho{tag}"),
-            host_if: format!("vh{tag}"),
-            ns_if: format!("vn{tag}"),
-            server_ip: format!("10.231.{octet}.2"),
-            root: std::env::temp_dir().join(format!("pronghorn-netns-{tag}")),
-        };
-        let host_ip = format!("10.231.{octet}.1/30");
-        let ns_ip = format!("{}/30", s.server_ip);
-        run(&["ip", "netns", "add", &s.ns]);
-        run(&[
-            "ip", "link", "add", &s.host_if, "type", "veth", "peer", "name", &s.ns_if,
-        ]);
-        run(&["ip", "link", "set", &s.ns_if, "netns", &s.ns]);
-        run(&["ip", "addr", "add", &host_ip, "dev", &s.host_if]);
-        run(&["ip", "link", "set", &s.host_if, "up"]);
-        run(&[
-            "ip", "netns", "exec", &s.ns, "ip", "addr", "add", &ns_ip, "dev", &s.ns_if,
-        ]);
-        run(&[
-            "ip", "netns", "exec", &s.ns, "ip", "link", "set", &s.ns_if, "up",
-        ]);
-        run(&[
-            "ip", "netns", "exec", &s.ns, "ip", "link", "set", "lo", "up",
-        ]);
-
-        std::fs::create_dir_all(&s.root).expect("folder");
-        run(&["chown", "postgres:postgres", &s.root.to_string_lossy()]);
-        let bin = bindir();
-        let data = s.root.join("data").to_string_lossy().into_owned();
-        let pg = |tool: &str| format!("{bin}/{tool}");
-        run(&[
-            "runuser",
-            "-u",
-            "postgres",
-            "--",
-            &pg("initdb"),
-            "-D",
-            &data,
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "--no-sync",
-        ]);
-        let hba = s.root.join("data/pg_hba.conf");
-        let mut rules = std::fs::read_to_string(&hba).expect("pg_hba");
-        rules.push_str("\nhost all all 10.231.0.0/16 trust\n");
-        std::fs::write(&hba, rules).expect("pg_hba");
-        let opts = format!(
-            "-p 5432 -k {} -c listen_addresses={} -c fsync=off",
-            s.root.to_string_lossy(),
-            s.server_ip
-        );
-        let log = s.root.join("server.log").to_string_lossy().into_owned();
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            &s.ns,
-            "runuser",
-            "-u",
-            "postgres",
-            "--",
-            &pg("pg_ctl"),
-            "-D",
-            &data,
-            "-o",
-            &opts,
-            "-l",
-            &log,
-            "-w",
-            "start",
-        ]);
-        s
-    }
-
-    /// Drops every packet from now on: no FIN, no RST, nothing.
-    fn vanish(&self) {
-        self.set_link("down");
-    }
-
-    fn reappear(&self) {
-        self.set_link("up");
-    }
-
-    /// Sets the namespace's end of the veth pair `up` or `down`.
-    fn set_link(&self, state: &str) {
-        run(&[
-            "ip",
-            "netns",
-            "exec",
-            &self.ns,
-            "ip",
-            "link",
-            "set",
-            &self.ns_if,
-            state,
-        ]);
-    }
-}
-
-impl Drop for IsolatedServer {
-    fn drop(&mut self) {
-        let data = self.root.join("data").to_string_lossy().into_owned();
-        let pg_ctl = format!("{}/pg_ctl", bindir());
-        let _ = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.ns,
-                "runuser",
-                "-u",
-                "postgres",
-                "--",
-                &pg_ctl,
-                "-D",
-                &data,
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ])
-            .output();
-        let _ = Command::new("ip")
-            .args(["link", "del", &self.host_if])
-            .output();
-        let _ = Command::new("ip").args(["netns", "del", &self.ns]).output();
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
 
 #[derive(diesel::QueryableByName)]
 struct One {
@@ -193,11 +24,9 @@ struct One {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vanished_server_is_detected_not_waited_on() {
-    let server = IsolatedServer::start();
-    let url = format!(
-        "postgres://postgres@{}:5432/postgres?sslmode=disable",
-        server.server_ip
-    );
+    let ns = Netns::new();
+    let server = Cluster::start_in(&ns);
+    let url = format!("{}?sslmode=disable", server.url());
     let config = match DbConfig::from_lookup(|k| match k {
         "DB_CONNECTION_STRING" => Some(url.clone()),
         "DB_KEEPALIVES_IDLE" => Some("1000".into()),
@@ -230,7 +59,7 @@ async fn a_vanished_server_is_detected_not_waited_on() {
         (r.map(|o| o.n), started.elapsed())
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    server.vanish();
+    ns.cut();
 
     // A new call sends a query that is never acknowledged: the TCP user
     // timeout ends it.
@@ -251,7 +80,7 @@ async fn a_vanished_server_is_detected_not_waited_on() {
     );
 
     // The network comes back: the same store serves again.
-    server.reappear();
+    ns.restore();
     let back = Instant::now();
     let mut served = false;
     while back.elapsed() < Duration::from_secs(20) {

@@ -67,11 +67,13 @@ struct ServerInfoRow {
 
 impl PgStore {
     /// Builds the store and its pool without waiting for the server: the
-    /// pool opens its connections in the background. Must be called inside
-    /// a Tokio runtime.
+    /// pool opens its connections in the background, and each read replica
+    /// gets a background probe task (ended by [`HealthStore::close`]). Must
+    /// be called inside a Tokio runtime.
     ///
-    /// Fails with [`Error::Config`] only when the TLS settings cannot be
-    /// built (an unreadable `DB_SSL_ROOT_CERT`).
+    /// Fails with [`Error::Config`] when the TLS settings cannot be built
+    /// (an unreadable `DB_SSL_ROOT_CERT`), and with [`Error::Unavailable`]
+    /// when it has read replicas but runs outside a Tokio runtime.
     pub async fn new(config: DbConfig) -> Result<Self> {
         let health = Arc::new(Health::default());
         let pool = pool::build(&config, health.clone())?;
@@ -125,10 +127,11 @@ impl PgStore {
         result
     }
 
-    /// A connection for a read that may lag behind the primary: to a healthy
-    /// read replica within `DB_REPLICA_MAX_LAG_MS` when there is one, taken
-    /// in turn, else to the primary. Never use it for a read that must see
-    /// the caller's own write.
+    /// A connection for a read that may lag behind the primary: to a read
+    /// replica whose last background probe found it answering within
+    /// `DB_REPLICA_MAX_LAG_MS` when there is one, taken in turn, else to the
+    /// primary (it never waits on a probe). Never use it for a read that
+    /// must see the caller's own write.
     ///
     /// Fails with [`Error::Unavailable`] only when the primary is unavailable
     /// too.
@@ -139,10 +142,19 @@ impl PgStore {
         }
     }
 
-    /// Measures every read replica now (reachable? lag?) and returns their
-    /// states, as [`HealthStore::replica_status`] then reports them.
+    /// Probes every read replica now (reachable? lag?), each within
+    /// `DB_REPLICA_PROBE_TIMEOUT_MS`, and returns their states, as
+    /// [`HealthStore::replica_status`] then reports them. Reads never wait
+    /// on this: each replica is also probed in the background.
     pub async fn check_replicas(&self) -> Vec<ReplicaStatus> {
         self.replicas.check_all().await
+    }
+
+    /// How many background replica probe tasks are running: one per read
+    /// replica from [`PgStore::new`] until [`HealthStore::close`], zero
+    /// after it (and always zero with no replica). Never fails.
+    pub fn replica_probes_running(&self) -> usize {
+        self.replicas.probes_running()
     }
 
     /// Runs `f` on a [`PgStore::read_conn`] connection; when the replica
@@ -395,7 +407,7 @@ impl HealthStore for PgStore {
     async fn close(&self) {
         let pool = self.pool.write().ok().and_then(|mut p| p.take());
         self.turns.close();
-        self.replicas.close();
+        self.replicas.close().await;
         if pool.is_some() {
             tracing::info!(db = %self.target, "database pool closed");
         }

@@ -1,27 +1,36 @@
-//! Read replicas: one pool per replica, a lag check at most once a second,
-//! and the choice of where a lag-tolerant read goes.
+//! Read replicas: one pool per replica, a background task per replica that
+//! measures its replay lag, and the choice of where a lag-tolerant read goes.
 //!
-//! A replica is used only while it answers and its replay lag is within
-//! `DB_REPLICA_MAX_LAG_MS`; otherwise reads fall back to the primary with no
-//! error. Lag is `now() - pg_last_xact_replay_timestamp()` while the replica
-//! has received WAL it has not replayed, and zero once it has replayed all
-//! it received (an idle primary does not make a caught-up replica look
-//! late) — but only while its WAL receiver is streaming: a replica cut off
-//! from its primary has replayed all it received and still falls behind.
+//! Each replica's probe task starts with the store and measures the lag
+//! every `DB_REPLICA_PROBE_INTERVAL_MS` on a connection of its own (outside
+//! the pool), each probe bounded by `DB_REPLICA_PROBE_TIMEOUT_MS`. A read
+//! only looks at the last figure and never waits on a probe, so a stopped or
+//! black-holed replica costs reads nothing once a probe has failed on it.
+//!
+//! A replica is used only while its last probe answered, within the last
+//! few probe periods, with a replay lag within `DB_REPLICA_MAX_LAG_MS`;
+//! otherwise (never probed yet, probe failed or timed out, lagging, figure
+//! stale) reads fall back to the primary with no error. Lag is
+//! `now() - pg_last_xact_replay_timestamp()` while the replica has received
+//! WAL it has not replayed, and zero once it has replayed all it received
+//! (an idle primary does not make a caught-up replica look late) — but only
+//! while its WAL receiver is streaming: a replica cut off from its primary
+//! has replayed all it received and still falls behind.
+//!
+//! The tasks end when the store closes (and when it is dropped).
 
-use crate::config::DbConfig;
+use crate::config::{DbConfig, ReplicaProbeSettings};
 use crate::error::{Error, Result};
 use crate::pool::{self, DbPool, Health, PoolStats, PooledConn};
 use diesel::sql_types::{Double, Nullable};
-use diesel_async::RunQueryDsl;
+use diesel_async::AsyncPgConnection;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::task::JoinHandle;
 
-/// How often a replica's lag is measured, at most.
-const CHECK_EVERY: Duration = Duration::from_secs(1);
-/// How long a lag check or a replica checkout may take before the replica
-/// is skipped for this read.
+/// How long a read waits for a connection of a replica its probe found
+/// healthy before it is skipped for this read.
 const REPLICA_WAIT: Duration = Duration::from_millis(1000);
 
 /// A replica's state as last measured.
@@ -29,11 +38,11 @@ const REPLICA_WAIT: Duration = Duration::from_millis(1000);
 pub struct ReplicaStatus {
     /// The replica's target, password redacted.
     pub target: String,
-    /// Whether reads go to it now: it answered the last check and its lag
-    /// was within the limit.
+    /// Whether reads go to it now: it answered the last probe, recently,
+    /// and its lag was within the limit.
     pub healthy: bool,
-    /// The replay lag at the last check, in milliseconds (`None` when it
-    /// did not answer or has not been checked yet).
+    /// The replay lag at the last probe, in milliseconds (`None` when it
+    /// did not answer or has not been probed yet).
     pub lag_ms: Option<u64>,
     /// Its pool's figures.
     pub pool: PoolStats,
@@ -41,7 +50,8 @@ pub struct ReplicaStatus {
 
 #[derive(Debug, Default)]
 struct Measured {
-    checked_at: Option<Instant>,
+    /// When the last probe finished (`None`: never).
+    probed_at: Option<Instant>,
     healthy: bool,
     lag: Option<Duration>,
 }
@@ -53,6 +63,10 @@ pub(crate) struct Replica {
     health: Arc<Health>,
     target: String,
     measured: Mutex<Measured>,
+    /// The probes' own connection, outside the pool (so that a probe never
+    /// waits behind reads, nor leaves a connection it gave up on in the
+    /// pool); dropped after a failed probe and opened again by the next.
+    probe_conn: tokio::sync::Mutex<Option<AsyncPgConnection>>,
 }
 
 #[derive(diesel::QueryableByName)]
@@ -77,11 +91,16 @@ impl Replica {
             health,
             target: config.redacted_target(),
             measured: Mutex::new(Measured::default()),
+            probe_conn: tokio::sync::Mutex::new(None),
         })
     }
 
+    fn current_pool(&self) -> Option<DbPool> {
+        self.pool.read().ok().and_then(|p| p.clone())
+    }
+
     async fn checkout(&self, wait: Duration) -> Result<PooledConn> {
-        let Some(pool) = self.pool.read().ok().and_then(|p| p.clone()) else {
+        let Some(pool) = self.current_pool() else {
             return Err(Error::Unavailable {
                 target: self.target.clone(),
                 reason: "the store was closed".to_owned(),
@@ -101,117 +120,189 @@ impl Replica {
         }
     }
 
-    async fn measure(&self) -> Option<Duration> {
-        let mut conn = self.checkout(REPLICA_WAIT).await.ok()?;
-        let row = tokio::time::timeout(
-            REPLICA_WAIT,
-            diesel::sql_query(LAG_SQL).get_result::<LagRow>(&mut *conn),
-        )
+    /// Measures the lag on the probe connection (opening it when needed),
+    /// all within `timeout`. `None` when the replica did not answer in
+    /// time or reported no usable figure; a connection that failed or timed
+    /// out is dropped, never reused.
+    async fn measure(&self, timeout: Duration) -> Option<Duration> {
+        use diesel_async::RunQueryDsl;
+        let mut slot = self.probe_conn.lock().await;
+        let answer = tokio::time::timeout(timeout, async {
+            if slot.is_none() {
+                let pool = self.current_pool()?;
+                *slot = Some(pool.dedicated_connection().await.ok()?);
+            }
+            let conn = slot.as_mut()?;
+            diesel::sql_query(LAG_SQL)
+                .get_result::<LagRow>(conn)
+                .await
+                .ok()
+        })
         .await
-        .ok()?
-        .ok()?;
-        row.lag_ms
+        .ok()
+        .flatten();
+        if answer.is_none() {
+            *slot = None;
+        }
+        answer?
+            .lag_ms
             .filter(|ms| ms.is_finite())
             .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0))
     }
 
-    /// Whether reads may go here now, measuring the lag first when the last
-    /// measurement is older than a second. While one caller measures, the
-    /// others use the previous answer.
-    async fn usable(&self, max_lag: Duration) -> bool {
-        {
-            let Ok(mut m) = self.measured.lock() else {
-                return false;
-            };
-            if m.checked_at.is_some_and(|at| at.elapsed() < CHECK_EVERY) {
-                return m.healthy;
-            }
-            m.checked_at = Some(Instant::now());
-        }
-        let lag = self.measure().await;
+    /// Probes once and records the figure.
+    async fn probe(&self, max_lag: Duration, timeout: Duration) {
+        let lag = self.measure(timeout).await;
         let healthy = lag.is_some_and(|l| l <= max_lag);
         if let Ok(mut m) = self.measured.lock() {
-            if m.healthy && !healthy {
+            let first = m.probed_at.is_none();
+            if !healthy && (m.healthy || first) {
                 tracing::warn!(replica = %self.target, lag_ms = ?lag.map(|l| l.as_millis()), "read replica skipped: unreachable or lagging");
-            } else if !m.healthy && healthy {
-                tracing::info!(replica = %self.target, "read replica back in use");
+            } else if healthy && !m.healthy {
+                tracing::info!(replica = %self.target, "read replica in use");
             }
+            m.probed_at = Some(Instant::now());
             m.healthy = healthy;
             m.lag = lag;
         }
-        healthy
     }
 
-    /// Forgets the last measurement, so that the next use measures again.
-    fn expire(&self) {
-        if let Ok(mut m) = self.measured.lock() {
-            m.checked_at = None;
-        }
+    /// Whether reads may go here now, from the last probe alone: it
+    /// answered within the lag limit, and not longer ago than `trusted_for`.
+    fn usable(&self, trusted_for: Duration) -> bool {
+        self.measured
+            .lock()
+            .map(|m| m.healthy && m.probed_at.is_some_and(|at| at.elapsed() <= trusted_for))
+            .unwrap_or(false)
     }
 
+    /// Takes the replica out of use until its next successful probe.
     fn mark_down(&self) {
         if let Ok(mut m) = self.measured.lock() {
             m.healthy = false;
-            m.checked_at = Some(Instant::now());
         }
     }
 
-    fn status(&self) -> ReplicaStatus {
-        let (healthy, lag) = self
-            .measured
-            .lock()
-            .map(|m| (m.healthy, m.lag))
-            .unwrap_or((false, None));
+    fn status(&self, trusted_for: Duration) -> ReplicaStatus {
+        let lag = self.measured.lock().ok().and_then(|m| m.lag);
         ReplicaStatus {
             target: self.target.clone(),
-            healthy,
+            healthy: self.usable(trusted_for),
             lag_ms: lag.map(|l| u64::try_from(l.as_millis()).unwrap_or(u64::MAX)),
             pool: self
-                .pool
-                .read()
-                .ok()
-                .and_then(|p| p.as_ref().map(|p| pool::stats(p, &self.turns)))
+                .current_pool()
+                .map(|p| pool::stats(&p, &self.turns))
                 .unwrap_or_default(),
         }
     }
 }
 
+/// Counts a probe task as live until its future is dropped (finished or
+/// aborted, polled or not).
+struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    fn new(count: &Arc<AtomicUsize>) -> Live {
+        count.fetch_add(1, Ordering::SeqCst);
+        Live(count.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Probes `replica` every `probe.interval` until aborted.
+async fn probe_loop(
+    replica: Arc<Replica>,
+    max_lag: Duration,
+    probe: ReplicaProbeSettings,
+    _live: Live,
+) {
+    let mut ticks = tokio::time::interval(probe.interval.max(Duration::from_millis(1)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let timeout = probe.timeout.max(Duration::from_millis(1));
+    loop {
+        ticks.tick().await;
+        replica.probe(max_lag, timeout).await;
+    }
+}
+
 /// The replicas of one store.
 pub(crate) struct Replicas {
-    list: Vec<Replica>,
+    list: Vec<Arc<Replica>>,
     max_lag: Duration,
+    probe: ReplicaProbeSettings,
     next: AtomicUsize,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    live: Arc<AtomicUsize>,
 }
 
 impl Replicas {
-    /// A pool per replica of `config` (none when it names none).
+    /// A pool per replica of `config` (none when it names none), and a
+    /// probe task per replica, started at once on the current Tokio
+    /// runtime.
     ///
     /// Fails with [`Error::Config`] when a replica's TLS settings cannot be
-    /// built.
+    /// built, and with [`Error::Unavailable`] when there are replicas but
+    /// no Tokio runtime to probe them on.
     pub(crate) fn new(config: &DbConfig) -> Result<Replicas> {
-        Ok(Replicas {
-            list: config
-                .replicas()
-                .iter()
-                .map(Replica::new)
-                .collect::<Result<_>>()?,
+        let list: Vec<Arc<Replica>> = config
+            .replicas()
+            .iter()
+            .map(|c| Replica::new(c).map(Arc::new))
+            .collect::<Result<_>>()?;
+        let replicas = Replicas {
             max_lag: config.replica_max_lag(),
+            probe: config.replica_probe(),
             next: AtomicUsize::new(0),
-        })
+            tasks: Mutex::new(Vec::new()),
+            live: Arc::new(AtomicUsize::new(0)),
+            list,
+        };
+        if let Some(first) = replicas.list.first() {
+            let runtime =
+                tokio::runtime::Handle::try_current().map_err(|_| Error::Unavailable {
+                    target: first.target.clone(),
+                    reason: "read replicas are probed on a Tokio runtime; build the store \
+                             inside one"
+                        .to_owned(),
+                })?;
+            let tasks: Vec<JoinHandle<()>> = replicas
+                .list
+                .iter()
+                .map(|r| {
+                    runtime.spawn(probe_loop(
+                        r.clone(),
+                        replicas.max_lag,
+                        replicas.probe,
+                        Live::new(&replicas.live),
+                    ))
+                })
+                .collect();
+            if let Ok(mut held) = replicas.tasks.lock() {
+                *held = tasks;
+            }
+        }
+        Ok(replicas)
     }
 
     /// A connection to a usable replica, taking them in turn, or `None`
-    /// when none is usable (the caller then reads from the primary).
+    /// when none is usable (the caller then reads from the primary). Looks
+    /// at the last probe figures only; never probes.
     pub(crate) async fn checkout(&self) -> Option<(usize, PooledConn)> {
         let n = self.list.len();
         if n == 0 {
             return None;
         }
+        let trusted_for = self.probe.trusted_for();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         for k in 0..n {
             let i = (start + k) % n;
             let replica = &self.list[i];
-            if !replica.usable(self.max_lag).await {
+            if !replica.usable(trusted_for) {
                 continue;
             }
             match replica.checkout(REPLICA_WAIT).await {
@@ -222,12 +313,12 @@ impl Replicas {
         None
     }
 
-    /// Measures every replica now, together, and returns their states.
+    /// Probes every replica now, together (each bounded by the probe
+    /// timeout), and returns their states.
     pub(crate) async fn check_all(&self) -> Vec<ReplicaStatus> {
-        for r in &self.list {
-            r.expire();
-        }
-        futures_util::future::join_all(self.list.iter().map(|r| r.usable(self.max_lag))).await;
+        let timeout = self.probe.timeout.max(Duration::from_millis(1));
+        futures_util::future::join_all(self.list.iter().map(|r| r.probe(self.max_lag, timeout)))
+            .await;
         self.status()
     }
 
@@ -240,15 +331,48 @@ impl Replicas {
 
     /// Each replica's last known state.
     pub(crate) fn status(&self) -> Vec<ReplicaStatus> {
-        self.list.iter().map(Replica::status).collect()
+        let trusted_for = self.probe.trusted_for();
+        self.list.iter().map(|r| r.status(trusted_for)).collect()
     }
 
-    /// Closes every replica's pool.
-    pub(crate) fn close(&self) {
+    /// How many probe tasks are running (zero once the store is closed).
+    pub(crate) fn probes_running(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    /// Ends the probe tasks (waiting until they are gone), then closes
+    /// every replica's probe connection and pool.
+    pub(crate) async fn close(&self) {
+        let tasks = self
+            .tasks
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            // Aborted: ends at its next await point, with a cancellation
+            // error that says nothing more.
+            let _ = task.await;
+        }
         for r in &self.list {
             r.turns.close();
             let pool = r.pool.write().ok().and_then(|mut p| p.take());
             drop(pool);
+            r.probe_conn.lock().await.take();
+            r.mark_down();
+        }
+    }
+}
+
+impl Drop for Replicas {
+    /// A store dropped without `close()` still ends its probe tasks.
+    fn drop(&mut self) {
+        if let Ok(tasks) = self.tasks.get_mut() {
+            for task in tasks.iter() {
+                task.abort();
+            }
         }
     }
 }

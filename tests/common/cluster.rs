@@ -4,7 +4,11 @@
 //!
 //! PostgreSQL refuses to run as root, so when the tests run as root the
 //! commands run as the `postgres` user.
+//!
+//! A cluster may also run inside a [`Netns`], listening only on the
+//! namespace's address, so that a test can cut it off.
 
+use super::netns::Netns;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -14,6 +18,10 @@ pub struct Cluster {
     pub port: u16,
     bindir: PathBuf,
     as_postgres: bool,
+    /// The address it listens on (and `url()` names).
+    host: String,
+    /// The network namespace it runs in, if not this one.
+    netns: Option<String>,
 }
 
 fn bindir() -> PathBuf {
@@ -64,12 +72,39 @@ impl Cluster {
             bindir: bindir(),
             as_postgres,
             root,
+            host: "127.0.0.1".to_owned(),
+            netns: None,
         };
-        cluster.run(
+        cluster.initdb();
+        cluster.pg_ctl_start();
+        cluster
+    }
+
+    /// Creates and starts a cluster inside `ns`, reachable from here only
+    /// through the namespace's link (on port 5432 of `ns.ns_ip`).
+    pub fn start_in(ns: &Netns) -> Cluster {
+        let as_postgres = is_root();
+        let root = new_folder("pronghorn-netns", as_postgres);
+        let cluster = Cluster {
+            port: 5432,
+            bindir: bindir(),
+            as_postgres,
+            root,
+            host: ns.ns_ip.clone(),
+            netns: Some(ns.name.clone()),
+        };
+        cluster.initdb();
+        cluster.allow_from_host();
+        cluster.pg_ctl_start();
+        cluster
+    }
+
+    fn initdb(&self) {
+        self.run(
             "initdb",
             &[
                 "-D",
-                &cluster.data(),
+                &self.data(),
                 "-U",
                 "postgres",
                 "--auth=trust",
@@ -78,8 +113,16 @@ impl Cluster {
                 "--no-sync",
             ],
         );
-        cluster.pg_ctl_start();
-        cluster
+    }
+
+    /// Lets this side of a [`Netns`] connect (the cluster runs inside it).
+    fn allow_from_host(&self) {
+        let hba = self.root.join("data/pg_hba.conf");
+        let mut rules = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+        rules.push('\n');
+        rules.push_str(Netns::HBA);
+        rules.push('\n');
+        std::fs::write(&hba, rules).expect("pg_hba.conf");
     }
 
     /// Creates and starts a streaming standby of `primary`
@@ -91,19 +134,53 @@ impl Cluster {
             bindir: primary.bindir.clone(),
             as_postgres: primary.as_postgres,
             root,
+            host: "127.0.0.1".to_owned(),
+            netns: None,
         };
+        standby.base_backup(primary, "127.0.0.1");
+        standby.pg_ctl_start();
+        standby
+    }
+
+    /// Creates and starts a streaming standby of `primary` inside `ns`
+    /// (on port 5432 of `ns.ns_ip`). It streams from the primary over the
+    /// primary's Unix socket, which no network namespace stops: cutting
+    /// `ns` off cuts clients off the standby, not its replication.
+    pub fn start_standby_in(primary: &Cluster, ns: &Netns) -> Cluster {
+        assert!(
+            primary.netns.is_none(),
+            "the primary runs in this namespace"
+        );
+        let root = new_folder("pronghorn-standby", primary.as_postgres);
+        let standby = Cluster {
+            port: 5432,
+            bindir: primary.bindir.clone(),
+            as_postgres: primary.as_postgres,
+            root,
+            host: ns.ns_ip.clone(),
+            netns: Some(ns.name.clone()),
+        };
+        standby.base_backup(primary, &primary.root.to_string_lossy());
+        standby.allow_from_host();
+        standby.pg_ctl_start();
+        standby
+    }
+
+    /// `pg_basebackup -R` of `primary`, reached at `host` (an address or
+    /// the primary's socket folder), which the standby then streams from.
+    fn base_backup(&self, primary: &Cluster, host: &str) {
         let port = primary.port.to_string();
-        standby.run(
+        self.run(
             "pg_basebackup",
             &[
                 "-h",
-                "127.0.0.1",
+                host,
                 "-p",
                 &port,
                 "-U",
                 "postgres",
                 "-D",
-                &standby.data(),
+                &self.data(),
                 "-R",
                 "-X",
                 "stream",
@@ -112,8 +189,6 @@ impl Cluster {
                 "--no-sync",
             ],
         );
-        standby.pg_ctl_start();
-        standby
     }
 
     /// Promotes this standby to a primary and waits until it accepts writes.
@@ -126,15 +201,8 @@ impl Cluster {
     }
 
     fn run(&self, tool: &str, args: &[&str]) {
-        let exe = self.bindir.join(tool);
-        let mut cmd = if self.as_postgres {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&exe);
-            c
-        } else {
-            Command::new(&exe)
-        };
-        let out = cmd
+        let out = self
+            .command(tool)
             .args(args)
             .output()
             .unwrap_or_else(|e| panic!("{tool}: {e}"));
@@ -146,11 +214,28 @@ impl Cluster {
         );
     }
 
+    /// `tool` from the PostgreSQL binaries, as `postgres` when run as root,
+    /// inside the cluster's network namespace when it has one.
+    fn command(&self, tool: &str) -> Command {
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(ns) = &self.netns {
+            argv.extend(["ip", "netns", "exec", ns.as_str()].map(Into::into));
+        }
+        if self.as_postgres {
+            argv.extend(["runuser", "-u", "postgres", "--"].map(Into::into));
+        }
+        argv.push(self.bindir.join(tool).into());
+        let mut cmd = Command::new(&argv[0]);
+        cmd.args(&argv[1..]);
+        cmd
+    }
+
     fn pg_ctl_start(&self) {
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            "-p {} -k {} -c listen_addresses={} -c fsync=off -c max_connections=200",
             self.port,
-            self.root.to_string_lossy()
+            self.root.to_string_lossy(),
+            self.host
         );
         let log = self.root.join("server.log").to_string_lossy().into_owned();
         self.run(
@@ -161,7 +246,7 @@ impl Cluster {
 
     /// The admin URL of this cluster.
     pub fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+        format!("postgres://postgres@{}:{}/postgres", self.host, self.port)
     }
 
     /// Stops the server at once (`-m immediate`: no clean shutdown, as a crash).
@@ -185,18 +270,11 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let exe = self.bindir.join("pg_ctl");
         let data = self.data();
-        let args = ["-D", data.as_str(), "-m", "immediate", "-w", "stop"];
-        let _ = if self.as_postgres {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&exe)
-                .args(args)
-                .output()
-        } else {
-            Command::new(&exe).args(args).output()
-        };
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", data.as_str(), "-m", "immediate", "-w", "stop"])
+            .output();
         let _ = std::fs::remove_dir_all(&self.root);
     }
 }

@@ -9,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod cluster;
+pub mod netns;
 
 use pronghorn_db::{Configuration, DbConfig, PgStore, PoolSettings};
 use std::time::Duration;
