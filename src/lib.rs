@@ -55,7 +55,7 @@ pub mod validate;
 
 pub use config::{
     ConfigError, ConfigSource, Configuration, DbConfig, LoginSettings, Password, PoolSettings,
-    SslMode, TargetSessionAttrs, TcpSettings, VARIABLES,
+    ReplicaProbeSettings, SslMode, TargetSessionAttrs, TcpSettings, VARIABLES,
 };
 pub use conninfo::HostPort;
 pub use error::{Error, Result, TokenProblem};
