@@ -63,13 +63,6 @@ pub const USER_BY_EMAIL: &str = concat!(
     r#" ORDER BY ("users"."email" = $2) DESC, "users"."created_at" ASC LIMIT $3"#
 );
 
-/// `repo::conversations::touch`: `$1` the conversation, `$2` its owner.
-pub const TOUCH_CONVERSATION: &str = concat!(
-    r#"UPDATE "conversations" SET "updated_at" = clock_timestamp() "#,
-    owned_conversation!(),
-    r#" RETURNING "conversations"."updated_at""#
-);
-
 /// `repo::conversations::check_owned`: `$1` the conversation, `$2` its owner.
 pub const CONVERSATION_IS_OWNED: &str = concat!(
     "SELECT EXISTS (SELECT ",
@@ -104,12 +97,18 @@ pub const INSERT_MESSAGE: &str = concat!(
     message_columns!()
 );
 
-/// `repo::messages::insert_many`: the batch as six arrays, one per column:
-/// `$1` ids, `$2` conversation ids, `$3` roles, `$4` contents, `$5` tokens
-/// used, `$6` creation times.
-pub const INSERT_MESSAGES: &str = concat!(
-    r#"INSERT INTO "messages" ("id", "conversation_id", "role", "content", "tokens_used", "created_at")"#,
-    " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[], $6::timestamptz[])",
+/// `repo::messages::append`: the conversation's touch (owner check, lock,
+/// new `updated_at`) and the insert of the drafts, in one statement: `$1`
+/// the conversation, `$2` its owner, then the drafts as four arrays: `$3`
+/// ids, `$4` roles, `$5` contents, `$6` tokens used. The same statement for
+/// one message (W4) and a batch (W5).
+pub const APPEND_MESSAGES: &str = concat!(
+    r#"WITH "touched" AS (UPDATE "conversations" SET "updated_at" = clock_timestamp() "#,
+    owned_conversation!(),
+    r#" RETURNING "conversations"."id", "conversations"."updated_at")"#,
+    r#" INSERT INTO "messages" ("id", "conversation_id", "role", "content", "tokens_used", "created_at")"#,
+    r#" SELECT "drafts"."id", "touched"."id", "drafts"."role", "drafts"."content", "drafts"."tokens_used", "touched"."updated_at""#,
+    r#" FROM "touched", unnest($3::uuid[], $4::text[], $5::text[], $6::int4[]) AS "drafts" ("id", "role", "content", "tokens_used")"#,
     " RETURNING ",
     message_columns!()
 );

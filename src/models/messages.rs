@@ -57,6 +57,21 @@ pub struct NewMessageRow<'a> {
     pub created_at: DateTime<Utc>,
 }
 
+/// A message for [`repo::messages::append`](crate::repo::messages::append):
+/// the columns the caller gives; the conversation and the time come from the
+/// conversation the statement locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageDraft<'a> {
+    /// Primary key.
+    pub id: Uuid,
+    /// Who wrote it.
+    pub role: &'a str,
+    /// The message text.
+    pub content: &'a str,
+    /// Tokens the provider charged for it, when known.
+    pub tokens_used: Option<i32>,
+}
+
 /// The order of a message listing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum MessageOrder {

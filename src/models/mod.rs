@@ -24,7 +24,7 @@ mod views;
 mod websocket_connections;
 
 pub use conversations::{Conversation, NewConversation, NewConversationRow};
-pub use messages::{Message, MessageOrder, NewMessage, NewMessageRow};
+pub use messages::{Message, MessageDraft, MessageOrder, NewMessage, NewMessageRow};
 pub use password_reset_requests::PasswordResetRequest;
 pub use refresh_tokens::RefreshToken;
 pub use sessions::Session;

@@ -7,8 +7,7 @@ use super::columns::{Columns, Rendered};
 use super::conversations::epoch;
 use crate::error::{Error, Result};
 use crate::functions::coalesce_ts;
-use crate::models::NewMessageRow;
-use crate::models::{Message, MessageOrder};
+use crate::models::{Message, MessageDraft, MessageOrder, NewMessageRow, UserId};
 use crate::page::Cursor;
 use crate::schema::messages;
 use chrono::{DateTime, Utc};
@@ -129,6 +128,100 @@ impl QueryFragment<Pg> for InsertUnnest<'_> {
         out.push_sql("::int4[], ");
         out.push_bind_param::<Array<Timestamptz>, _>(&self.created)?;
         out.push_sql("::timestamptz[]) RETURNING ");
+        self.returning.walk_ast(out.reborrow())
+    }
+}
+
+/// Appends `drafts` to conversation `conversation` of `owner` in one
+/// statement, one round trip, and returns the stored rows in the order of
+/// `drafts` when their ids ascend (as the store makes them).
+///
+/// The statement's first part is [`touch`](super::conversations::touch)'s
+/// `UPDATE`: it checks the owner, locks the conversation and moves its
+/// `updated_at` to `clock_timestamp()`; its second inserts every draft with
+/// that time as `created_at`, from four array parameters whatever the number
+/// of drafts. A data-modifying `WITH` is one statement, so the two commit
+/// together; and the lock serialises appends to one conversation, so times
+/// increase in commit order.
+///
+/// Fails with [`Error::NotFound`] (entity `conversation`) unless `owner`
+/// owns the conversation; nothing is then written. Callers pass at least one
+/// draft (none would be indistinguishable from a foreign conversation).
+pub async fn append(
+    conn: &mut AsyncPgConnection,
+    owner: UserId,
+    conversation: Uuid,
+    drafts: &[MessageDraft<'_>],
+) -> Result<Vec<Message>> {
+    let mut stored: Vec<Message> = Append::new(owner, conversation, drafts)
+        .get_results(conn)
+        .await?;
+    if stored.is_empty() {
+        return Err(Error::NotFound {
+            entity: "conversation",
+        });
+    }
+    stored.sort_by_key(|m| m.id);
+    Ok(stored)
+}
+
+/// The statement of [`append`]. Its text is fixed (the drafts go in as
+/// arrays), so it is prepared once per connection and kept.
+struct Append<'a> {
+    conversation: Uuid,
+    owner: UserId,
+    ids: Vec<Uuid>,
+    roles: Vec<&'a str>,
+    contents: Vec<&'a str>,
+    tokens: Vec<Option<i32>>,
+    returning: Columns<Message>,
+}
+
+impl<'a> Append<'a> {
+    fn new(owner: UserId, conversation: Uuid, drafts: &[MessageDraft<'a>]) -> Append<'a> {
+        Append {
+            conversation,
+            owner,
+            ids: drafts.iter().map(|d| d.id).collect(),
+            roles: drafts.iter().map(|d| d.role).collect(),
+            contents: drafts.iter().map(|d| d.content).collect(),
+            tokens: drafts.iter().map(|d| d.tokens_used).collect(),
+            returning: Message::columns(),
+        }
+    }
+}
+
+impl QueryId for Append<'_> {
+    type QueryId = Append<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for Append<'_> {
+    type SqlType = <AsSelect<Message, Pg> as Expression>::SqlType;
+}
+
+impl QueryFragment<Pg> for Append<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{Array, Int4, Nullable, Text, Uuid as SqlUuid};
+        out.push_sql(
+            r#"WITH "touched" AS (UPDATE "conversations" SET "updated_at" = clock_timestamp() WHERE (("conversations"."id" = "#,
+        );
+        out.push_bind_param::<SqlUuid, _>(&self.conversation)?;
+        out.push_sql(r#") AND ("conversations"."user_id" = "#);
+        out.push_bind_param::<SqlUuid, _>(&self.owner)?;
+        out.push_sql(
+            r#")) RETURNING "conversations"."id", "conversations"."updated_at") INSERT INTO "messages" ("id", "conversation_id", "role", "content", "tokens_used", "created_at") SELECT "drafts"."id", "touched"."id", "drafts"."role", "drafts"."content", "drafts"."tokens_used", "touched"."updated_at" FROM "touched", unnest("#,
+        );
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.ids)?;
+        out.push_sql("::uuid[], ");
+        out.push_bind_param::<Array<Text>, _>(&self.roles)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Text>, _>(&self.contents)?;
+        out.push_sql("::text[], ");
+        out.push_bind_param::<Array<Nullable<Int4>>, _>(&self.tokens)?;
+        out.push_sql(
+            r#"::int4[]) AS "drafts" ("id", "role", "content", "tokens_used") RETURNING "#,
+        );
         self.returning.walk_ast(out.reborrow())
     }
 }

@@ -6,8 +6,9 @@ use super::pg::ReadFrom;
 use super::PgStore;
 use crate::error::{Error, Result};
 use crate::models::NewConversationRow;
-use crate::models::NewMessageRow;
-use crate::models::{Conversation, Message, MessageOrder, NewConversation, NewMessage, UserId};
+use crate::models::{
+    Conversation, Message, MessageDraft, MessageOrder, NewConversation, NewMessage, UserId,
+};
 use crate::observe::observed;
 use crate::page::{Page, PageRequest};
 use crate::repo::conversations as repo;
@@ -313,7 +314,8 @@ impl ConversationStore for PgStore {
     }
 
     /// Appends one message and moves the conversation's `updated_at` to the
-    /// message's time, in one transaction. Returns the stored message.
+    /// message's time, in one statement (one round trip; both or neither
+    /// are written). Returns the stored message.
     ///
     /// Fails with [`Error::NotFound`] unless `owner` owns the conversation.
     async fn append_message(
@@ -325,29 +327,27 @@ impl ConversationStore for PgStore {
         observed!(self.slow(), "append_message", async {
             let role = check_message(&message, None)?;
             let id = Uuid::new_v4();
-            self.transaction(move |conn| {
+            self.with_conn(move |conn| {
                 Box::pin(async move {
-                    let at = repo::touch(conn, owner, conversation).await?;
-                    message_repo::insert(
-                        conn,
-                        &NewMessageRow {
-                            id,
-                            conversation_id: conversation,
-                            role: &role,
-                            content: &message.content,
-                            tokens_used: message.tokens_used,
-                            created_at: at,
-                        },
-                    )
-                    .await
+                    let draft = MessageDraft {
+                        id,
+                        role: &role,
+                        content: &message.content,
+                        tokens_used: message.tokens_used,
+                    };
+                    let mut stored =
+                        message_repo::append(conn, owner, conversation, &[draft]).await?;
+                    stored.pop().ok_or(Error::NotFound {
+                        entity: "conversation",
+                    })
                 })
             })
             .await
         })
     }
 
-    /// Appends messages, in order, with one `INSERT` statement, and moves
-    /// the conversation's `updated_at`, in one transaction. Returns the
+    /// Appends messages, in order, and moves the conversation's
+    /// `updated_at`, in one statement (one round trip, whatever the count). Returns the
     /// stored messages in the order given; they share one `created_at` and
     /// list in the order given.
     ///
@@ -364,23 +364,20 @@ impl ConversationStore for PgStore {
         observed!(self.slow(), "append_messages", async {
             let roles = check_batch(&messages)?;
             let ids = ascending_ids(messages.len());
-            self.transaction(move |conn| {
+            self.with_conn(move |conn| {
                 Box::pin(async move {
-                    let at = repo::touch(conn, owner, conversation).await?;
-                    let rows: Vec<NewMessageRow<'_>> = messages
+                    let drafts: Vec<MessageDraft<'_>> = messages
                         .iter()
                         .zip(&roles)
                         .zip(ids)
-                        .map(|((m, role), id)| NewMessageRow {
+                        .map(|((m, role), id)| MessageDraft {
                             id,
-                            conversation_id: conversation,
                             role,
                             content: &m.content,
                             tokens_used: m.tokens_used,
-                            created_at: at,
                         })
                         .collect();
-                    message_repo::insert_many(conn, &rows).await
+                    message_repo::append(conn, owner, conversation, &drafts).await
                 })
             })
             .await

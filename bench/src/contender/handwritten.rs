@@ -8,9 +8,9 @@ use super::{
 use crate::rows::{ConversationRow, MessageRow, UserRow};
 use crate::sql;
 use crate::target::Target;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use chrono::{DateTime, Utc};
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Transaction};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use std::hint::black_box;
 use uuid::Uuid;
 
@@ -41,20 +41,40 @@ impl HandWritten {
     }
 }
 
-/// `repo::conversations::touch`: checks the owner, locks the conversation
-/// and returns its new `updated_at`.
-async fn touch(tx: &Transaction<'_>, to: Owned) -> Result<DateTime<Utc>> {
-    let touch = tx.prepare_cached(sql::TOUCH_CONVERSATION).await?;
-    let at: Option<DateTime<Utc>> = tx
-        .query_opt(&touch, &[&to.conversation, &to.owner])
-        .await?
-        .ok_or_else(|| missing("conversation"))?
-        .try_get(0)?;
-    at.context("updated_at was not set")
-}
-
 fn missing(what: &str) -> anyhow::Error {
     anyhow!("{what} not found")
+}
+
+impl HandWritten {
+    /// `repo::messages::append`: one statement, one round trip; the rows in
+    /// id order.
+    async fn append(&self, to: Owned, drafts: &[Draft]) -> Result<Vec<MessageRow>> {
+        let ids = ascending_ids(drafts.len());
+        let batch = Columns::of(drafts);
+        let client = self.pool.get().await?;
+        let append = client.prepare_cached(sql::APPEND_MESSAGES).await?;
+        let mut stored = client
+            .query(
+                &append,
+                &[
+                    &to.conversation,
+                    &to.owner,
+                    &ids,
+                    &batch.roles,
+                    &batch.contents,
+                    &batch.tokens,
+                ],
+            )
+            .await?
+            .iter()
+            .map(MessageRow::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        if stored.is_empty() {
+            return Err(missing("conversation"));
+        }
+        stored.sort_by_key(|m| m.id);
+        Ok(stored)
+    }
 }
 
 impl Contender for HandWritten {
@@ -86,55 +106,17 @@ impl Contender for HandWritten {
     }
 
     async fn append_message(&self, to: Owned, draft: &Draft) -> Result<usize> {
-        let id = Uuid::new_v4();
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let at = touch(&tx, to).await?;
-        let insert = tx.prepare_cached(sql::INSERT_MESSAGE).await?;
-        let row = tx
-            .query_one(
-                &insert,
-                &[
-                    &id,
-                    &to.conversation,
-                    &draft.role,
-                    &draft.content,
-                    &draft.tokens_used,
-                    &at,
-                ],
-            )
-            .await?;
-        let message = MessageRow::try_from(&row)?;
-        tx.commit().await?;
+        let stored = self.append(to, std::slice::from_ref(draft)).await?;
+        let message = stored
+            .into_iter()
+            .next()
+            .ok_or_else(|| missing("conversation"))?;
         black_box(message);
         Ok(1)
     }
 
     async fn append_messages(&self, to: Owned, drafts: &[Draft]) -> Result<usize> {
-        let ids = ascending_ids(drafts.len());
-        let mut client = self.pool.get().await?;
-        let tx = client.transaction().await?;
-        let at = touch(&tx, to).await?;
-        let batch = Columns::of(drafts, to.conversation, at);
-        let insert = tx.prepare_cached(sql::INSERT_MESSAGES).await?;
-        let mut stored = tx
-            .query(
-                &insert,
-                &[
-                    &ids,
-                    &batch.conversations,
-                    &batch.roles,
-                    &batch.contents,
-                    &batch.tokens,
-                    &batch.created,
-                ],
-            )
-            .await?
-            .iter()
-            .map(MessageRow::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        tx.commit().await?;
-        stored.sort_by_key(|m| m.id);
+        let stored = self.append(to, drafts).await?;
         Ok(black_box(stored).len())
     }
 

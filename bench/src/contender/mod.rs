@@ -5,7 +5,6 @@ pub mod sqlx_pool;
 pub mod store;
 
 use anyhow::Result;
-use chrono::{DateTime, Utc};
 use std::future::Future;
 use uuid::Uuid;
 
@@ -97,31 +96,25 @@ pub fn ascending_ids(n: usize) -> Vec<Uuid> {
     ids
 }
 
-/// The columns of a batch of messages as the arrays that
-/// [`crate::sql::INSERT_MESSAGES`] binds (the ids apart), built the way the
+/// The drafts of an append as the arrays that
+/// [`crate::sql::APPEND_MESSAGES`] binds (the ids apart), built the way the
 /// store builds them: one vector per column.
 pub struct Columns<'a> {
-    /// The conversation of every row.
-    pub conversations: Vec<Uuid>,
     /// The roles.
     pub roles: Vec<&'a str>,
     /// The texts.
     pub contents: Vec<&'a str>,
     /// The tokens used.
     pub tokens: Vec<Option<i32>>,
-    /// The time of every row: the conversation's touch.
-    pub created: Vec<DateTime<Utc>>,
 }
 
 impl<'a> Columns<'a> {
-    /// The columns of `drafts`, appended to `conversation` at `at`.
-    pub fn of(drafts: &'a [Draft], conversation: Uuid, at: DateTime<Utc>) -> Columns<'a> {
+    /// The columns of `drafts`.
+    pub fn of(drafts: &'a [Draft]) -> Columns<'a> {
         Columns {
-            conversations: vec![conversation; drafts.len()],
             roles: drafts.iter().map(|d| d.role.as_str()).collect(),
             contents: drafts.iter().map(|d| d.content.as_str()).collect(),
             tokens: drafts.iter().map(|d| d.tokens_used).collect(),
-            created: vec![at; drafts.len()],
         }
     }
 }

@@ -7,10 +7,9 @@ use super::{
 use crate::rows::{ConversationRow, MessageRow, UserRow};
 use crate::sql;
 use crate::target::Target;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Postgres, Transaction};
 use std::hint::black_box;
 use std::str::FromStr;
 use std::time::Duration;
@@ -49,16 +48,27 @@ fn missing(what: &str) -> anyhow::Error {
     anyhow!("{what} not found")
 }
 
-/// `repo::conversations::touch` inside `tx`: the conversation's new
-/// `updated_at`, or an error when `to.owner` does not own it.
-async fn touch(tx: &mut Transaction<'static, Postgres>, to: Owned) -> Result<DateTime<Utc>> {
-    let at: Option<DateTime<Utc>> = sqlx::query_scalar(sql::TOUCH_CONVERSATION)
-        .bind(to.conversation)
-        .bind(to.owner)
-        .fetch_optional(&mut **tx)
-        .await?
-        .ok_or_else(|| missing("conversation"))?;
-    at.context("updated_at was not set")
+impl Sqlx {
+    /// `repo::messages::append`: one statement, one round trip; the rows in
+    /// id order.
+    async fn append(&self, to: Owned, drafts: &[Draft]) -> Result<Vec<MessageRow>> {
+        let ids = ascending_ids(drafts.len());
+        let batch = Columns::of(drafts);
+        let mut stored = sqlx::query_as::<_, MessageRow>(sql::APPEND_MESSAGES)
+            .bind(to.conversation)
+            .bind(to.owner)
+            .bind(&ids)
+            .bind(&batch.roles)
+            .bind(&batch.contents)
+            .bind(&batch.tokens)
+            .fetch_all(&self.pool)
+            .await?;
+        if stored.is_empty() {
+            return Err(missing("conversation"));
+        }
+        stored.sort_by_key(|m| m.id);
+        Ok(stored)
+    }
 }
 
 impl Contender for Sqlx {
@@ -91,38 +101,17 @@ impl Contender for Sqlx {
     }
 
     async fn append_message(&self, to: Owned, draft: &Draft) -> Result<usize> {
-        let id = Uuid::new_v4();
-        let mut tx = self.pool.begin().await?;
-        let at = touch(&mut tx, to).await?;
-        let message = sqlx::query_as::<_, MessageRow>(sql::INSERT_MESSAGE)
-            .bind(id)
-            .bind(to.conversation)
-            .bind(&draft.role)
-            .bind(&draft.content)
-            .bind(draft.tokens_used)
-            .bind(at)
-            .fetch_one(&mut *tx)
-            .await?;
-        tx.commit().await?;
+        let stored = self.append(to, std::slice::from_ref(draft)).await?;
+        let message = stored
+            .into_iter()
+            .next()
+            .ok_or_else(|| missing("conversation"))?;
         black_box(message);
         Ok(1)
     }
 
     async fn append_messages(&self, to: Owned, drafts: &[Draft]) -> Result<usize> {
-        let ids = ascending_ids(drafts.len());
-        let mut tx = self.pool.begin().await?;
-        let at = touch(&mut tx, to).await?;
-        let batch = Columns::of(drafts, to.conversation, at);
-        let insert = sqlx::query_as::<_, MessageRow>(sql::INSERT_MESSAGES)
-            .bind(&ids)
-            .bind(&batch.conversations)
-            .bind(&batch.roles)
-            .bind(&batch.contents)
-            .bind(&batch.tokens)
-            .bind(&batch.created);
-        let mut stored = insert.fetch_all(&mut *tx).await?;
-        tx.commit().await?;
-        stored.sort_by_key(|m| m.id);
+        let stored = self.append(to, drafts).await?;
         Ok(black_box(stored).len())
     }
 

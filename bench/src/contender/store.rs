@@ -7,9 +7,11 @@ use crate::target::Target;
 use anyhow::{bail, Result};
 use pronghorn_db::models::NewConversationRow;
 use pronghorn_db::models::NewMessageRow;
-use pronghorn_db::repo::{conversations, messages};
-use pronghorn_db::{Configuration, ConversationStore, DbConfig, PageRequest, PgStore, PoolSettings, UserStore};
 use pronghorn_db::models::{MessageOrder, NewMessage, UserId};
+use pronghorn_db::repo::{conversations, messages};
+use pronghorn_db::{
+    Configuration, ConversationStore, DbConfig, PageRequest, PgStore, PoolSettings, UserStore,
+};
 use std::hint::black_box;
 use std::time::Duration;
 use uuid::Uuid;
