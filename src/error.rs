@@ -117,6 +117,20 @@ pub enum Error {
     Config(#[from] crate::config::ConfigError),
 }
 
+/// What to do when the server does not know a statement the connection
+/// prepared: the one setup known to cause it, and its fixes.
+const LOST_STATEMENT_FIX: &str = "the server connection changed under this client, as behind \
+    PgBouncer in pool_mode = transaction, which before PgBouncer 1.21 cannot carry prepared \
+    statements (this crate prepares every statement, with or without a statement cache); use \
+    PgBouncer 1.21 or later with max_prepared_statements set above zero, or pool_mode = session";
+
+/// Whether a server error says that a prepared statement this connection
+/// made is missing, or that its name is taken (SQLSTATE 26000 or 42P05).
+fn is_lost_prepared_statement(message: &str) -> bool {
+    message.starts_with("prepared statement \"")
+        && (message.ends_with("does not exist") || message.ends_with("already exists"))
+}
+
 impl Error {
     /// Builds a [`Error::Validation`].
     pub fn validation(field: &'static str, reason: impl Into<String>) -> Self {
@@ -147,6 +161,12 @@ impl Error {
                     Error::Unavailable {
                         target: target.to_owned(),
                         reason: info.message().to_owned(),
+                    }
+                }
+                DatabaseErrorKind::Unknown if is_lost_prepared_statement(info.message()) => {
+                    Error::Unavailable {
+                        target: target.to_owned(),
+                        reason: format!("{}: {LOST_STATEMENT_FIX}", info.message()),
                     }
                 }
                 DatabaseErrorKind::Unknown if is_server_going_away(info.message()) => {
