@@ -35,11 +35,12 @@ pub struct Message {
 ///
 /// Every column is given explicitly (a `None` is sent as NULL, never as
 /// `DEFAULT`), so the single-row `INSERT` always has the same SQL text and
-/// stays prepared; a batch sends the same fields as six arrays
-/// (`repo::messages::insert_many`). The id is chosen by the caller and `created_at` is the
-/// time the conversation was locked for the append: the rows of one append
-/// share that time, and their ids ascend in append order, so that sorting
-/// by `(created_at, id)` gives the order in which they were appended.
+/// stays prepared. The store's appends go through
+/// [`repo::messages::append`](crate::repo::messages::append) instead, which
+/// takes [`MessageDraft`]s and sets the conversation and `created_at`
+/// itself: the rows of one append share that time, and their ids ascend in
+/// append order, so that sorting by `(created_at, id)` gives the order in
+/// which they were appended.
 #[derive(Debug, Clone, diesel::Insertable)]
 #[diesel(table_name = messages, treat_none_as_default_value = false)]
 pub struct NewMessageRow<'a> {

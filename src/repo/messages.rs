@@ -10,7 +10,6 @@ use crate::functions::coalesce_ts;
 use crate::models::{Message, MessageDraft, MessageOrder, NewMessageRow, UserId};
 use crate::page::Cursor;
 use crate::schema::messages;
-use chrono::{DateTime, Utc};
 use diesel::dsl::AsSelect;
 use diesel::expression::Expression;
 use diesel::pg::Pg;
@@ -35,101 +34,6 @@ pub async fn insert(conn: &mut AsyncPgConnection, row: &NewMessageRow<'_>) -> Re
         .render_once()
         .get_result(conn)
         .await?)
-}
-
-/// Inserts all `rows` with one `INSERT ... SELECT * FROM unnest(...)`
-/// statement and returns them, in the order of `rows` when their ids ascend
-/// (as the store makes them).
-///
-/// The statement binds six arrays (one per column) whatever the number of
-/// rows, so its text never changes: it is prepared once per connection and
-/// kept, where a multi-row `VALUES` list would be a new 6-parameters-per-row
-/// statement, parsed and planned again, for every batch size.
-pub async fn insert_many(
-    conn: &mut AsyncPgConnection,
-    rows: &[NewMessageRow<'_>],
-) -> Result<Vec<Message>> {
-    let mut stored: Vec<Message> = InsertUnnest::new(rows).get_results(conn).await?;
-    // `unnest` yields the rows in array order and PostgreSQL returns them in
-    // insertion order, but does not promise to; the ids say the order for
-    // certain.
-    stored.sort_by_key(|m| m.id);
-    Ok(stored)
-}
-
-/// The statement of [`insert_many`]: the columns of [`NewMessageRow`] as six
-/// array parameters, each cast to its element type so that any client
-/// preparing the same text infers the same parameter types.
-struct InsertUnnest<'a> {
-    ids: Vec<Uuid>,
-    conversations: Vec<Uuid>,
-    roles: Vec<&'a str>,
-    contents: Vec<&'a str>,
-    tokens: Vec<Option<i32>>,
-    created: Vec<DateTime<Utc>>,
-    returning: Columns<Message>,
-}
-
-impl<'a> InsertUnnest<'a> {
-    fn new(rows: &[NewMessageRow<'a>]) -> InsertUnnest<'a> {
-        InsertUnnest {
-            ids: rows.iter().map(|r| r.id).collect(),
-            conversations: rows.iter().map(|r| r.conversation_id).collect(),
-            roles: rows.iter().map(|r| r.role).collect(),
-            contents: rows.iter().map(|r| r.content).collect(),
-            tokens: rows.iter().map(|r| r.tokens_used).collect(),
-            created: rows.iter().map(|r| r.created_at).collect(),
-            returning: Message::columns(),
-        }
-    }
-}
-
-impl QueryId for InsertUnnest<'_> {
-    // The text depends on nothing but the type, so the statement cache may
-    // key it by type.
-    type QueryId = InsertUnnest<'static>;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl Query for InsertUnnest<'_> {
-    type SqlType = <AsSelect<Message, Pg> as Expression>::SqlType;
-}
-
-impl QueryFragment<Pg> for InsertUnnest<'_> {
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        use diesel::sql_types::{Array, Int4, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-        out.push_sql("INSERT INTO ");
-        messages::table.walk_ast(out.reborrow())?;
-        out.push_sql(" (");
-        let columns = [
-            messages::id::NAME,
-            messages::conversation_id::NAME,
-            messages::role::NAME,
-            messages::content::NAME,
-            messages::tokens_used::NAME,
-            messages::created_at::NAME,
-        ];
-        for (i, column) in columns.into_iter().enumerate() {
-            if i > 0 {
-                out.push_sql(", ");
-            }
-            out.push_identifier(column)?;
-        }
-        out.push_sql(") SELECT * FROM unnest(");
-        out.push_bind_param::<Array<SqlUuid>, _>(&self.ids)?;
-        out.push_sql("::uuid[], ");
-        out.push_bind_param::<Array<SqlUuid>, _>(&self.conversations)?;
-        out.push_sql("::uuid[], ");
-        out.push_bind_param::<Array<Text>, _>(&self.roles)?;
-        out.push_sql("::text[], ");
-        out.push_bind_param::<Array<Text>, _>(&self.contents)?;
-        out.push_sql("::text[], ");
-        out.push_bind_param::<Array<Nullable<Int4>>, _>(&self.tokens)?;
-        out.push_sql("::int4[], ");
-        out.push_bind_param::<Array<Timestamptz>, _>(&self.created)?;
-        out.push_sql("::timestamptz[]) RETURNING ");
-        self.returning.walk_ast(out.reborrow())
-    }
 }
 
 /// Appends `drafts` to conversation `conversation` of `owner` in one
