@@ -139,18 +139,7 @@ impl DbConfig {
                     target_session_attrs: TargetSessionAttrs::Any,
                     options: None,
                     connect_timeout: None,
-                    pool: base.pool,
-                    slow_call: base.slow_call,
-                    auto_migrate: base.auto_migrate,
-                    hash_concurrency: base.hash_concurrency,
-                    hash_scheme: base.hash_scheme,
-                    login: base.login,
-                    transaction_retries: base.transaction_retries,
-                    tcp: base.tcp,
-                    replicas: Vec::new(),
-                    replica_max_lag: Duration::ZERO,
-                    replica_probe: ReplicaProbeSettings::default(),
-                    source: ConfigSource::Parts,
+                    ..base.settings(ConfigSource::Parts)
                 };
                 return with_replicas(primary, &mut get, base)
                     .map(|c| Configuration::Configured(Box::new(c)));
@@ -185,6 +174,39 @@ pub(super) struct Base {
     login: LoginSettings,
     transaction_retries: u32,
     tcp: TcpSettings,
+}
+
+impl Base {
+    /// A configuration holding the settings read beside the target (pool,
+    /// timings, hashing, login, TCP), for `source`; its target fields are
+    /// placeholders that each source overwrites, and its replicas are added
+    /// by [`with_replicas`].
+    fn settings(&self, source: ConfigSource) -> DbConfig {
+        DbConfig {
+            user: String::new(),
+            password: None,
+            hosts: Vec::new(),
+            dbname: String::new(),
+            ssl_mode: SslMode::Prefer,
+            ssl_root_cert: None,
+            application_name: String::new(),
+            target_session_attrs: TargetSessionAttrs::Any,
+            options: None,
+            connect_timeout: None,
+            pool: self.pool,
+            slow_call: self.slow_call,
+            auto_migrate: self.auto_migrate,
+            hash_concurrency: self.hash_concurrency,
+            hash_scheme: self.hash_scheme,
+            login: self.login,
+            transaction_retries: self.transaction_retries,
+            tcp: self.tcp,
+            replicas: Vec::new(),
+            replica_max_lag: Duration::ZERO,
+            replica_probe: ReplicaProbeSettings::default(),
+            source,
+        }
+    }
 }
 
 /// Adds the read replicas of `DB_READ_REPLICA_URLS` (comma-separated
@@ -296,6 +318,7 @@ pub(super) fn from_string(var: &'static str, s: &str, base: Base) -> Result<DbCo
         }
     }
     let user = parsed.user.unwrap_or_else(|| "postgres".to_owned());
+    let settings = base.settings(ConfigSource::ConnectionString);
     Ok(DbConfig {
         dbname: parsed.dbname.unwrap_or_else(|| user.clone()),
         user,
@@ -309,18 +332,7 @@ pub(super) fn from_string(var: &'static str, s: &str, base: Base) -> Result<DbCo
         target_session_attrs,
         options,
         connect_timeout,
-        pool: base.pool,
-        slow_call: base.slow_call,
-        auto_migrate: base.auto_migrate,
-        hash_concurrency: base.hash_concurrency,
-        hash_scheme: base.hash_scheme,
-        login: base.login,
-        transaction_retries: base.transaction_retries,
-        tcp: base.tcp,
-        replicas: Vec::new(),
-        replica_max_lag: Duration::ZERO,
-        replica_probe: ReplicaProbeSettings::default(),
-        source: ConfigSource::ConnectionString,
+        ..settings
     })
 }
 
