@@ -1,5 +1,6 @@
-//! The [`Store`] trait that applications hold as `Arc<dyn Store>`, its two
-//! implementations, and the entry point that picks one from the environment.
+//! The [`Store`] trait that applications hold as `Arc<dyn Store>`, and its
+//! two implementations. Everything public here is reached from the crate
+//! root.
 //!
 //! The trait is split by aggregate; each part is a supertrait of [`Store`],
 //! so an `Arc<dyn Store>` reaches every method.
@@ -11,8 +12,8 @@
 //! returns on failure). The attribute generates the part's trait from those
 //! signatures and docs, and the [`DisabledStore`] implementation, whose
 //! every method fails with [`crate::Error::Disabled`]. A new part is one
-//! such block in its own file, plus its name in the `mod` list and in
-//! [`Store`]'s list of parts below. [`HealthStore`] is the one part written
+//! such block in its own file, plus a `mod` line, a `pub use` line and its
+//! name in [`Store`]'s list of parts below. [`HealthStore`] is the one part written
 //! by hand for both stores, since a disabled store answers it without
 //! failing.
 //!
@@ -21,8 +22,7 @@
 //! A part imports only from below it: `policy` (who may act on whom) and
 //! the audit writer in `user_audit_log` sit at the bottom; `sessions` and
 //! `refresh_tokens` use the repositories alone; `users` and
-//! `password_reset_requests`
-//! build on those. A helper two parts need moves down, never sideways.
+//! `password_reset_requests` build on those. A helper two parts need moves down, never sideways.
 
 mod conversations;
 mod disabled;
