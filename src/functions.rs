@@ -89,6 +89,19 @@ diesel::define_sql_function! {
 }
 
 diesel::define_sql_function! {
+    /// SQL `coalesce(varchar, varchar)` onto a `NOT NULL` column: the first
+    /// value unless it is NULL.
+    #[sql_name = "coalesce"]
+    fn coalesce_varchar(x: Nullable<Varchar>, y: Varchar) -> Varchar;
+}
+
+diesel::define_sql_function! {
+    /// SQL `coalesce(varchar, varchar)` onto a nullable column.
+    #[sql_name = "coalesce"]
+    fn coalesce_nullable_varchar(x: Nullable<Varchar>, y: Nullable<Varchar>) -> Nullable<Varchar>;
+}
+
+diesel::define_sql_function! {
     /// SQL `clock_timestamp()`: the wall-clock time when it is evaluated
     /// (unlike `now()`, which is fixed at the start of the transaction).
     fn clock_timestamp() -> Timestamptz;

@@ -530,8 +530,8 @@ async fn deleting_a_users_sessions_matches_its_user_id_and_nothing_else() {
         .expect("live");
     assert_eq!(read.data.fields["userId"], json!(a));
 
-    let mut conn = store.conn().await.expect("conn");
-    let deleted = pronghorn_db::repo::sessions::delete_all_of_user(&mut conn, ann)
+    let conn = store.conn().await.expect("conn");
+    let deleted = pronghorn_db::repo::sessions::delete_all_of_user(&conn, ann)
         .await
         .expect("delete");
     assert_eq!(deleted, 3);
@@ -542,7 +542,7 @@ async fn deleting_a_users_sessions_matches_its_user_id_and_nothing_else() {
         .collect();
     left.sort_unstable();
     assert_eq!(sids(&db).await, left);
-    let again = pronghorn_db::repo::sessions::delete_all_of_user(&mut conn, ann)
+    let again = pronghorn_db::repo::sessions::delete_all_of_user(&conn, ann)
         .await
         .expect("delete again");
     assert_eq!(again, 0);
@@ -559,7 +559,7 @@ async fn deleting_a_users_sessions_uses_the_user_id_index_even_in_a_generic_plan
     let db = TestDb::migrated().await;
     let store = db.one_connection_store().await;
     let mut conn = store.conn().await.expect("conn");
-    pronghorn_db::repo::sessions::delete_all_of_user(&mut conn, UserId(Uuid::new_v4()))
+    pronghorn_db::repo::sessions::delete_all_of_user(&conn, UserId(Uuid::new_v4()))
         .await
         .expect("delete");
     // The statement exactly as the repository sent it, kept prepared.

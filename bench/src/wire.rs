@@ -1,16 +1,25 @@
 //! A TCP proxy in front of PostgreSQL that reads what clients send: which
 //! statements they execute (by SQL text, whether prepared or simple), how
-//! many round trips they make (each `Sync` or simple `Query` waits for the
+//! many exchanges they end (each `Sync` or simple `Query` is answered by the
 //! server's `ReadyForQuery`) and how many statements they prepare. It lets
 //! [`crate::verify`] compare the contenders on what they actually send.
+//!
+//! Started with a latency ([`Proxy::with_latency`]), it holds every answer
+//! of the server back for that long, as a distant server would, and also
+//! counts the client's real round trips: a client that waits for an answer
+//! before it sends again is silent for at least the latency, while
+//! statements it pipelines leave together. The crate's tests include this
+//! file to count the store's round trips.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 
 /// Protocol codes that precede the real startup message (SSLRequest,
 /// GSSENCRequest); the server answers them with one byte.
@@ -24,6 +33,10 @@ pub struct Traffic {
     pub statements: Vec<String>,
     /// `Sync` and simple `Query` messages.
     pub round_trips: u64,
+    /// Groups of client messages separated by at least half the proxy's
+    /// latency: the round trips the client waited for. Counted only when
+    /// the proxy has a latency.
+    pub flights: u64,
     /// The SQL of every statement prepared (`Parse`), in order.
     pub prepared: Vec<String>,
 }
@@ -41,6 +54,15 @@ impl Proxy {
     ///
     /// Fails when no local port can be bound.
     pub async fn start(upstream: String) -> io::Result<Proxy> {
+        Proxy::with_latency(upstream, Duration::ZERO).await
+    }
+
+    /// Starts relaying to `upstream` (`host:port`), holding each chunk the
+    /// server sends back for `latency` before passing it on, and counting
+    /// [`Traffic::flights`].
+    ///
+    /// Fails when no local port can be bound.
+    pub async fn with_latency(upstream: String, latency: Duration) -> io::Result<Proxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let traffic = Arc::new(Mutex::new(Traffic::default()));
@@ -51,7 +73,7 @@ impl Proxy {
                 let traffic = Arc::clone(&shared);
                 tokio::spawn(async move {
                     // A relay ends when either side closes; nothing to report.
-                    let _ = relay(client, &upstream, traffic).await;
+                    let _ = relay(client, &upstream, traffic, latency).await;
                 });
             }
         });
@@ -79,17 +101,55 @@ impl Drop for Proxy {
     }
 }
 
-async fn relay(client: TcpStream, upstream: &str, traffic: Arc<Mutex<Traffic>>) -> io::Result<()> {
+async fn relay(
+    client: TcpStream,
+    upstream: &str,
+    traffic: Arc<Mutex<Traffic>>,
+    latency: Duration,
+) -> io::Result<()> {
     let server = TcpStream::connect(upstream).await?;
     client.set_nodelay(true)?;
     server.set_nodelay(true)?;
     let (client_in, mut client_out) = client.into_split();
     let (mut server_in, server_out) = server.into_split();
-    let answers =
-        tokio::spawn(async move { tokio::io::copy(&mut server_in, &mut client_out).await });
-    let result = inspect(client_in, server_out, &traffic).await;
+    let answers = tokio::spawn(async move {
+        if latency.is_zero() {
+            tokio::io::copy(&mut server_in, &mut client_out).await
+        } else {
+            delayed_copy(server_in, client_out, latency).await
+        }
+    });
+    let result = inspect(client_in, server_out, &traffic, latency).await;
     answers.abort();
     result
+}
+
+/// Copies what the server sends to the client, each chunk `latency` after
+/// it arrived (so chunks keep their order and spacing).
+async fn delayed_copy(
+    mut from: OwnedReadHalf,
+    mut to: OwnedWriteHalf,
+    latency: Duration,
+) -> io::Result<u64> {
+    let (chunks, mut queued) = tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let writer = tokio::spawn(async move {
+        let mut copied = 0_u64;
+        while let Some((arrived, chunk)) = queued.recv().await {
+            tokio::time::sleep_until(arrived + latency).await;
+            to.write_all(&chunk).await?;
+            copied += chunk.len() as u64;
+        }
+        io::Result::Ok(copied)
+    });
+    let mut buf = vec![0_u8; 64 * 1024];
+    loop {
+        let n = from.read(&mut buf).await?;
+        if n == 0 || chunks.send((Instant::now(), buf[..n].to_vec())).is_err() {
+            break;
+        }
+    }
+    drop(chunks);
+    writer.await.unwrap_or(Ok(0))
 }
 
 /// Forwards the client's messages one by one, recording each.
@@ -97,6 +157,7 @@ async fn inspect(
     from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     traffic: &Mutex<Traffic>,
+    latency: Duration,
 ) -> io::Result<()> {
     let mut from = BufReader::new(from);
     // Startup messages carry no type byte.
@@ -113,12 +174,23 @@ async fn inspect(
         }
     }
     let mut prepared: HashMap<String, String> = HashMap::new();
+    let mut last_sent: Option<Instant> = None;
     loop {
         let tag = match from.read_u8().await {
             Ok(tag) => tag,
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e),
         };
+        if !latency.is_zero() {
+            let now = Instant::now();
+            if last_sent.is_none_or(|last| now - last >= latency / 2) {
+                traffic
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .flights += 1;
+            }
+            last_sent = Some(now);
+        }
         let length = from.read_i32().await?;
         let body = read_body(&mut from, length).await?;
         record(tag, &body, &mut prepared, traffic);

@@ -40,21 +40,21 @@ fn not_found() -> Error {
 /// Fails with [`Error::Conflict`] on `conversations_user_id_fkey` when the
 /// owner does not exist.
 pub async fn insert(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     row: &NewConversationRow<'_>,
 ) -> Result<Conversation> {
     Ok(diesel::insert_into(conversations::table)
         .values(row)
         .returning(Conversation::columns())
         .render_once()
-        .get_result(conn)
+        .get_result(&mut conn)
         .await?)
 }
 
 /// The conversation `id` if `owner` owns it. Fails with [`Error::NotFound`]
 /// when it does not exist or belongs to someone else.
 pub async fn find_owned(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     owner: UserId,
     id: Uuid,
 ) -> Result<Conversation> {
@@ -64,7 +64,7 @@ pub async fn find_owned(
         .select(Conversation::columns())
         .limit(1)
         .render_once()
-        .get_result(conn)
+        .get_result(&mut conn)
         .await
         .optional()?
         .ok_or_else(not_found)
@@ -72,14 +72,14 @@ pub async fn find_owned(
 
 /// Checks that `owner` owns conversation `id`, without reading the row.
 /// Fails with [`Error::NotFound`] otherwise.
-pub async fn check_owned(conn: &mut AsyncPgConnection, owner: UserId, id: Uuid) -> Result<()> {
+pub async fn check_owned(mut conn: &AsyncPgConnection, owner: UserId, id: Uuid) -> Result<()> {
     let found: bool = diesel::select(diesel::dsl::exists(
         conversations::table
             .filter(conversations::id.eq(id))
             .filter(conversations::user_id.eq(owner)),
     ))
     .render_once()
-    .get_result(conn)
+    .get_result(&mut conn)
     .await?;
     if found {
         Ok(())
@@ -91,7 +91,7 @@ pub async fn check_owned(conn: &mut AsyncPgConnection, owner: UserId, id: Uuid) 
 /// One page of `owner`'s conversations, newest first, after `after` when
 /// given: `limit` rows at most (the caller asks for one more than it shows).
 pub async fn list(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     owner: UserId,
     after: Option<Cursor>,
     limit: i64,
@@ -113,14 +113,14 @@ pub async fn list(
     Ok(query
         .order((created.desc(), conversations::id.desc()))
         .limit(limit)
-        .load(conn)
+        .load(&mut conn)
         .await?)
 }
 
 /// Sets (or, with `None`, clears) the title, moves `updated_at` to now and
 /// returns the row. Fails with [`Error::NotFound`] unless `owner` owns it.
 pub async fn set_title(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     owner: UserId,
     id: Uuid,
     title: Option<&str>,
@@ -136,7 +136,7 @@ pub async fn set_title(
     ))
     .returning(Conversation::columns())
     .keep_prepared()
-    .get_result(conn)
+    .get_result(&mut conn)
     .await
     .optional()?
     .ok_or_else(not_found)
@@ -149,7 +149,7 @@ pub async fn set_title(
 /// reader paging oldest first after a cursor never misses a later append.
 ///
 /// Fails with [`Error::NotFound`] unless `owner` owns the conversation.
-pub async fn touch(conn: &mut AsyncPgConnection, owner: UserId, id: Uuid) -> Result<DateTime<Utc>> {
+pub async fn touch(mut conn: &AsyncPgConnection, owner: UserId, id: Uuid) -> Result<DateTime<Utc>> {
     // Every append runs this: kept prepared (its text never changes).
     let at: Option<DateTime<Utc>> = diesel::update(
         conversations::table
@@ -159,7 +159,7 @@ pub async fn touch(conn: &mut AsyncPgConnection, owner: UserId, id: Uuid) -> Res
     .set(conversations::updated_at.eq(clock_timestamp().nullable()))
     .returning(conversations::updated_at)
     .keep_prepared()
-    .get_result(conn)
+    .get_result(&mut conn)
     .await
     .optional()?
     .ok_or_else(not_found)?;
@@ -168,13 +168,13 @@ pub async fn touch(conn: &mut AsyncPgConnection, owner: UserId, id: Uuid) -> Res
 
 /// Deletes conversation `id` (its messages go with it: ON DELETE CASCADE).
 /// Fails with [`Error::NotFound`] unless `owner` owns it.
-pub async fn delete(conn: &mut AsyncPgConnection, owner: UserId, id: Uuid) -> Result<()> {
+pub async fn delete(mut conn: &AsyncPgConnection, owner: UserId, id: Uuid) -> Result<()> {
     let n = diesel::delete(
         conversations::table
             .filter(conversations::id.eq(id))
             .filter(conversations::user_id.eq(owner)),
     )
-    .execute(conn)
+    .execute(&mut conn)
     .await?;
     if n == 0 {
         return Err(not_found());
@@ -186,7 +186,7 @@ pub async fn delete(conn: &mut AsyncPgConnection, owner: UserId, id: Uuid) -> Re
 /// id, how many messages it holds and the sum of their `tokens_used` (NULL
 /// counts as 0). Conversations without messages are included with zeros.
 pub async fn token_totals(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     owner: UserId,
     only: Option<Uuid>,
 ) -> Result<Vec<(Uuid, i64, Option<i64>)>> {
@@ -207,5 +207,5 @@ pub async fn token_totals(
     if let Some(id) = only {
         query = query.filter(conversations::id.eq(id));
     }
-    Ok(query.load(conn).await?)
+    Ok(query.load(&mut conn).await?)
 }

@@ -21,7 +21,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 /// One statement: concurrent attempts for one email are counted one after
 /// the other on its row, so no two of them see the same count.
 pub async fn count_attempt(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     digest: &str,
     window: PgInterval,
 ) -> Result<(i32, DateTime<Utc>)> {
@@ -43,7 +43,7 @@ pub async fn count_attempt(
         ))
         .returning((login_failures::failures, login_failures::window_started_at))
         .keep_prepared()
-        .get_result(conn)
+        .get_result(&mut conn)
         .await?)
 }
 
@@ -63,7 +63,7 @@ pub struct LoginRecorded {
 /// costs one write, as a failure does). Returns the user's new times, or
 /// `None` when no user has that id.
 pub async fn record_success(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     digest: &str,
     user: UserId,
 ) -> Result<Option<LoginRecorded>> {
@@ -75,28 +75,28 @@ pub async fn record_success(
     .bind::<Text, _>(digest)
     .bind::<diesel::sql_types::Uuid, _>(user.0)
     .keep_prepared()
-    .get_result(conn)
+    .get_result(&mut conn)
     .await
     .optional()?)
 }
 
 /// After a failed login: notes when it failed, in one statement (the
 /// attempt itself was counted before the check).
-pub async fn record_failure(conn: &mut AsyncPgConnection, digest: &str) -> Result<()> {
+pub async fn record_failure(mut conn: &AsyncPgConnection, digest: &str) -> Result<()> {
     diesel::update(login_failures::table.find(digest))
         .set(login_failures::last_failed_at.eq(clock::current().nullable()))
         .keep_prepared()
-        .execute(conn)
+        .execute(&mut conn)
         .await?;
     Ok(())
 }
 
 /// Deletes the counts whose window began `window` or longer ago (they no
 /// longer hold anyone back); returns how many.
-pub async fn delete_passed(conn: &mut AsyncPgConnection, window: PgInterval) -> Result<usize> {
+pub async fn delete_passed(mut conn: &AsyncPgConnection, window: PgInterval) -> Result<usize> {
     Ok(diesel::delete(
         login_failures::table.filter(login_failures::window_started_at.le(clock::ago(window))),
     )
-    .execute(conn)
+    .execute(&mut conn)
     .await?)
 }

@@ -27,12 +27,12 @@ pub(crate) fn cursor_of(message: &Message) -> Cursor {
 }
 
 /// Inserts one message and returns the row.
-pub async fn insert(conn: &mut AsyncPgConnection, row: &NewMessageRow<'_>) -> Result<Message> {
+pub async fn insert(mut conn: &AsyncPgConnection, row: &NewMessageRow<'_>) -> Result<Message> {
     Ok(diesel::insert_into(messages::table)
         .values(row)
         .returning(Message::columns())
         .render_once()
-        .get_result(conn)
+        .get_result(&mut conn)
         .await?)
 }
 
@@ -52,13 +52,13 @@ pub async fn insert(conn: &mut AsyncPgConnection, row: &NewMessageRow<'_>) -> Re
 /// owns the conversation; nothing is then written. Callers pass at least one
 /// draft (none would be indistinguishable from a foreign conversation).
 pub async fn append(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     owner: UserId,
     conversation: Uuid,
     drafts: &[MessageDraft<'_>],
 ) -> Result<Vec<Message>> {
     let mut stored: Vec<Message> = Append::new(owner, conversation, drafts)
-        .get_results(conn)
+        .get_results(&mut conn)
         .await?;
     if stored.is_empty() {
         return Err(Error::NotFound {
@@ -132,12 +132,12 @@ impl QueryFragment<Pg> for Append<'_> {
 
 /// Message `id` of conversation `conversation`. Fails with
 /// [`Error::NotFound`] when the conversation holds no such message.
-pub async fn find(conn: &mut AsyncPgConnection, conversation: Uuid, id: Uuid) -> Result<Message> {
+pub async fn find(mut conn: &AsyncPgConnection, conversation: Uuid, id: Uuid) -> Result<Message> {
     messages::table
         .filter(messages::id.eq(id))
         .filter(messages::conversation_id.eq(conversation))
         .select(Message::columns())
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?
         .ok_or(Error::NotFound { entity: "message" })
@@ -146,7 +146,7 @@ pub async fn find(conn: &mut AsyncPgConnection, conversation: Uuid, id: Uuid) ->
 /// One page of a conversation's messages in `order`, after `after` when
 /// given: `limit` rows at most (the caller asks for one more than it shows).
 pub async fn list(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     conversation: Uuid,
     order: MessageOrder,
     after: Option<Cursor>,
@@ -174,5 +174,5 @@ pub async fn list(
         MessageOrder::NewestFirst => query.order((created().desc(), messages::id.desc())),
         MessageOrder::OldestFirst => query.order((created().asc(), messages::id.asc())),
     };
-    Ok(query.limit(limit).load(conn).await?)
+    Ok(query.limit(limit).load(&mut conn).await?)
 }

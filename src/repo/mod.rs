@@ -1,6 +1,7 @@
 //! Repository functions: the only place that writes queries. Each takes
-//! `&mut AsyncPgConnection`, so any set of them composes inside one
-//! transaction; the store checks connections out and calls them.
+//! `&AsyncPgConnection` (a `&mut` one, as `PgStore::transaction` hands out,
+//! coerces), so any set of them composes inside one transaction; the store
+//! checks connections out and calls them.
 //!
 //! # Writing a query
 //!
@@ -24,6 +25,24 @@
 //!    each call, which is slower but never wrong. A `.keep_prepared()` call
 //!    site whose text does vary fails in every debug build (so in the test
 //!    suite) with an error naming the call site, before the cache sees it.
+//!
+//! # Pipelining
+//!
+//! Because a function only borrows the connection, the futures of several
+//! can be joined (`futures_util::future::join`, `join3`, ...): their
+//! statements are then sent together and answered together, one round
+//! trip instead of one each. The server runs them one after another in the
+//! order they were joined (each statement waits for diesel-async's
+//! statement cache in turn, so even a statement still to be prepared keeps
+//! its place), and in `READ COMMITTED` each takes its snapshot when its
+//! turn comes: a statement joined after a row lock sees what the lock
+//! waited for. In a transaction, a failure aborts the statements after it,
+//! and the transaction rolls back when the caller returns that error. So
+//! the store joins every statement that needs no answer from an earlier one
+//! of its round trip, awaits the whole join (never dropping a future
+//! halfway), and returns the first error in joined order. A statement whose
+//! input is the output of another cannot join it; nor can a `COMMIT`, which
+//! diesel-async sends only once the transaction's closure has returned.
 //!
 //! Errors are Diesel's, converted with `?` into [`crate::Error`], which maps
 //! a lost connection to `Unavailable` and a named constraint to

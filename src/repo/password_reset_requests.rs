@@ -43,7 +43,7 @@ pub struct AttemptCounter {
 /// until the transaction ends, or `None` when no user has that email. The
 /// exact-case match wins, as in [`crate::repo::users::find_by_email`].
 pub async fn lock_counter_by_email(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     email: &str,
     window: PgInterval,
 ) -> Result<Option<AttemptCounter>> {
@@ -57,7 +57,7 @@ pub async fn lock_counter_by_email(
             users::reset_attempts_reset_at.gt(clock::ago(window).nullable()),
         ))
         .for_update()
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?;
     Ok(row.map(|(user_id, email, attempts, open)| AttemptCounter {
@@ -71,7 +71,7 @@ pub async fn lock_counter_by_email(
 /// Sets the user's reset-attempt counter to `attempts`; when
 /// `new_window`, the window restarts now (`reset_attempts_reset_at`).
 pub async fn set_counter(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     user: UserId,
     attempts: i32,
     new_window: bool,
@@ -84,13 +84,13 @@ pub async fn set_counter(
                 users::reset_attempts_reset_at.eq(now),
             ))
             .keep_prepared()
-            .execute(conn)
+            .execute(&mut conn)
             .await?;
     } else {
         diesel::update(target)
             .set(users::reset_attempts.eq(attempts))
             .keep_prepared()
-            .execute(conn)
+            .execute(&mut conn)
             .await?;
     }
     Ok(())
@@ -102,7 +102,7 @@ pub async fn set_counter(
 /// Fails with [`crate::Error::Conflict`] on
 /// `password_reset_requests_user_id_fkey` when the user does not exist.
 pub async fn insert(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     user: UserId,
     digest: &TokenDigest,
     ttl: PgInterval,
@@ -118,7 +118,7 @@ pub async fn insert(
             prr::user_agent.eq(user_agent),
         ))
         .returning(PasswordResetRequest::columns())
-        .get_result(conn)
+        .get_result(&mut conn)
         .await?)
 }
 
@@ -134,13 +134,13 @@ pub struct FoundRequest {
 
 /// The request with this digest, or `None`.
 pub async fn find_by_digest(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     digest: &TokenDigest,
 ) -> Result<Option<FoundRequest>> {
     Ok(prr::table
         .filter(prr::reset_token_hash.eq(digest.as_str()))
         .select((PasswordResetRequest::columns(), prr::expires_at.le(now)))
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?
         .map(|(row, expired)| FoundRequest { row, expired }))
@@ -149,25 +149,25 @@ pub async fn find_by_digest(
 /// The request with this digest, locked until the transaction ends (a
 /// concurrent use of the same token waits, then sees it used), or `None`.
 pub async fn lock_by_digest(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     digest: &TokenDigest,
 ) -> Result<Option<FoundRequest>> {
     Ok(prr::table
         .filter(prr::reset_token_hash.eq(digest.as_str()))
         .select((PasswordResetRequest::columns(), prr::expires_at.le(now)))
         .for_update()
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?
         .map(|(row, expired)| FoundRequest { row, expired }))
 }
 
 /// Marks the request used now.
-pub async fn mark_used(conn: &mut AsyncPgConnection, id: Uuid) -> Result<()> {
+pub async fn mark_used(mut conn: &AsyncPgConnection, id: Uuid) -> Result<()> {
     diesel::update(prr::table.find(id))
         .set(prr::used_at.eq(now))
         .keep_prepared()
-        .execute(conn)
+        .execute(&mut conn)
         .await?;
     Ok(())
 }
@@ -176,7 +176,7 @@ pub async fn mark_used(conn: &mut AsyncPgConnection, id: Uuid) -> Result<()> {
 /// becomes now, so their tokens stop working while the rows stay (unused,
 /// hence listed as expired). Returns how many were cut short.
 pub async fn expire_others_of_user(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     user: UserId,
     except: Uuid,
 ) -> Result<usize> {
@@ -189,7 +189,7 @@ pub async fn expire_others_of_user(
     )
     .set(prr::expires_at.eq(now))
     .keep_prepared()
-    .execute(conn)
+    .execute(&mut conn)
     .await?)
 }
 
@@ -204,7 +204,7 @@ pub(crate) fn cursor_of(row: &PendingPasswordReset) -> Cursor {
 /// Unused requests (pending and expired) from `pending_password_resets`,
 /// newest first, after `after` when given: `limit` rows at most.
 pub async fn list_pending(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     after: Option<Cursor>,
     limit: i64,
 ) -> Result<Vec<PendingPasswordReset>> {
@@ -220,6 +220,6 @@ pub async fn list_pending(
     }
     Ok(q.order((pending::requested_at.desc(), pending::id.desc()))
         .limit(limit)
-        .load(conn)
+        .load(&mut conn)
         .await?)
 }

@@ -6,7 +6,7 @@ use super::cache_by_sql::KeepPrepared;
 use super::columns::Rendered;
 use crate::error::Result;
 use crate::functions::clock;
-use crate::models::{RefreshToken, UserId};
+use crate::models::{RefreshToken, User, UserId};
 use crate::schema::refresh_tokens as rt;
 use crate::schema::users;
 use crate::token::TokenDigest;
@@ -32,7 +32,7 @@ pub struct FoundToken {
 /// when the user does not exist (and on `unique_token_hash` should a digest
 /// ever repeat).
 pub async fn insert(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     user: UserId,
     digest: &TokenDigest,
     ttl: PgInterval,
@@ -44,19 +44,19 @@ pub async fn insert(
             rt::expires_at.eq(clock::from_now(ttl)),
         ))
         .returning(RefreshToken::columns())
-        .get_result(conn)
+        .get_result(&mut conn)
         .await?)
 }
 
 /// The token with this digest, or `None`.
 pub async fn find_by_digest(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     digest: &TokenDigest,
 ) -> Result<Option<FoundToken>> {
     Ok(rt::table
         .filter(rt::token_hash.eq(digest.as_str()))
         .select((RefreshToken::columns(), rt::expires_at.le(now)))
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?
         .map(|(row, expired)| FoundToken { row, expired }))
@@ -66,48 +66,54 @@ pub async fn find_by_digest(
 /// concurrent rotation of the same token waits, then sees it revoked), or
 /// `None`.
 pub async fn lock_by_digest(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     digest: &TokenDigest,
 ) -> Result<Option<FoundToken>> {
     Ok(rt::table
         .filter(rt::token_hash.eq(digest.as_str()))
         .select((RefreshToken::columns(), rt::expires_at.le(now)))
         .for_update()
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?
         .map(|(row, expired)| FoundToken { row, expired }))
 }
 
-/// Locks the row of `user` in share mode until the transaction ends, so
-/// that a transaction revoking every token of the user (which locks the row
-/// for update first) waits for this one to commit and then sees the tokens
-/// it inserted. Returns whether the user exists.
-pub async fn share_lock_owner(conn: &mut AsyncPgConnection, user: UserId) -> Result<bool> {
+/// Locks the row of the user owning the token with this digest in share
+/// mode until the transaction ends, so that a transaction revoking every
+/// token of the user (which locks the row for update first) waits for this
+/// one to commit and then sees the tokens it inserted. Returns the owner,
+/// or `None` for an unknown digest.
+pub async fn share_lock_owner(
+    mut conn: &AsyncPgConnection,
+    digest: &TokenDigest,
+) -> Result<Option<User>> {
+    let owner = rt::table
+        .filter(rt::token_hash.eq(digest.as_str()))
+        .select(rt::user_id);
     Ok(users::table
-        .find(user)
-        .select(users::id)
+        .filter(users::id.eq_any(owner))
+        .select(User::columns())
         .for_share()
-        .first::<UserId>(conn)
+        .first(&mut conn)
         .await
-        .optional()?
-        .is_some())
+        .optional()?)
 }
 
 /// Revokes the token with this id unless it already is revoked. Returns
 /// whether it was revoked now.
-pub async fn revoke(conn: &mut AsyncPgConnection, id: Uuid) -> Result<bool> {
+pub async fn revoke(mut conn: &AsyncPgConnection, id: Uuid) -> Result<bool> {
     let n = diesel::update(rt::table.find(id).filter(rt::revoked_at.is_null()))
         .set(rt::revoked_at.eq(now))
         .keep_prepared()
-        .execute(conn)
+        .execute(&mut conn)
         .await?;
     Ok(n == 1)
 }
 
 /// Revokes the token with this digest unless it already is revoked.
 /// Returns whether it was revoked now (false for an unknown digest).
-pub async fn revoke_by_digest(conn: &mut AsyncPgConnection, digest: &TokenDigest) -> Result<bool> {
+pub async fn revoke_by_digest(mut conn: &AsyncPgConnection, digest: &TokenDigest) -> Result<bool> {
     let n = diesel::update(
         rt::table
             .filter(rt::token_hash.eq(digest.as_str()))
@@ -115,13 +121,13 @@ pub async fn revoke_by_digest(conn: &mut AsyncPgConnection, digest: &TokenDigest
     )
     .set(rt::revoked_at.eq(now))
     .keep_prepared()
-    .execute(conn)
+    .execute(&mut conn)
     .await?;
     Ok(n == 1)
 }
 
 /// Revokes every token of `user` that is not revoked yet; returns how many.
-pub async fn revoke_all_of_user(conn: &mut AsyncPgConnection, user: UserId) -> Result<usize> {
+pub async fn revoke_all_of_user(mut conn: &AsyncPgConnection, user: UserId) -> Result<usize> {
     Ok(diesel::update(
         rt::table
             .filter(rt::user_id.eq(user))
@@ -129,15 +135,15 @@ pub async fn revoke_all_of_user(conn: &mut AsyncPgConnection, user: UserId) -> R
     )
     .set(rt::revoked_at.eq(now))
     .keep_prepared()
-    .execute(conn)
+    .execute(&mut conn)
     .await?)
 }
 
 /// Deletes every token past its expiry, revoked or not (a revoked token is
 /// kept until then, so that presenting it again is still recognised as
 /// reuse); returns how many.
-pub async fn delete_expired(conn: &mut AsyncPgConnection) -> Result<usize> {
+pub async fn delete_expired(mut conn: &AsyncPgConnection) -> Result<usize> {
     Ok(diesel::delete(rt::table.filter(rt::expires_at.le(now)))
-        .execute(conn)
+        .execute(&mut conn)
         .await?)
 }

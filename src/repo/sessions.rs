@@ -27,7 +27,7 @@ const TIME_ZONE: &str = "TimeZone";
 /// The data and expiry of the session `sid` when it exists and has not
 /// expired (`expire >= now()`, as connect-pg-simple reads), else `None`.
 pub async fn find_live(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     sid: &str,
 ) -> Result<Option<(serde_json::Value, DateTime<Utc>)>> {
     Ok(session::table
@@ -37,7 +37,7 @@ pub async fn find_live(
             session::sess,
             instant(current_setting(TIME_ZONE), session::expire),
         ))
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?)
 }
@@ -45,7 +45,7 @@ pub async fn find_live(
 /// Inserts the session, or replaces the data and expiry of an existing one
 /// (`INSERT .. ON CONFLICT (sid) DO UPDATE`, as connect-pg-simple does).
 pub async fn upsert(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     sid: &str,
     sess: &serde_json::Value,
     expires_at: DateTime<Utc>,
@@ -64,7 +64,7 @@ pub async fn upsert(
             session::expire.eq(excluded(session::expire)),
         ))
         .keep_prepared()
-        .execute(conn)
+        .execute(&mut conn)
         .await?;
     Ok(())
 }
@@ -72,22 +72,22 @@ pub async fn upsert(
 /// Moves the expiry of a session that has not expired yet; its data is left
 /// exactly as stored. Returns whether such a session existed.
 pub async fn touch(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     sid: &str,
     expires_at: DateTime<Utc>,
 ) -> Result<bool> {
     let n = diesel::update(session::table.find(sid).filter(session::expire.ge(now)))
         .set(session::expire.eq(wall_clock(current_setting(TIME_ZONE), expires_at)))
         .keep_prepared()
-        .execute(conn)
+        .execute(&mut conn)
         .await?;
     Ok(n == 1)
 }
 
 /// Deletes the session. Returns whether it existed.
-pub async fn delete(conn: &mut AsyncPgConnection, sid: &str) -> Result<bool> {
+pub async fn delete(mut conn: &AsyncPgConnection, sid: &str) -> Result<bool> {
     let n = diesel::delete(session::table.find(sid))
-        .execute(conn)
+        .execute(&mut conn)
         .await?;
     Ok(n == 1)
 }
@@ -101,22 +101,22 @@ pub async fn delete(conn: &mut AsyncPgConnection, sid: &str) -> Result<bool> {
 /// The key is SQL text, not a bind parameter, so that the statement matches
 /// the partial index `idx_session_user_id` on `(sess ->> 'userId')` in its
 /// generic plan too.
-pub async fn delete_all_of_user(conn: &mut AsyncPgConnection, user: UserId) -> Result<usize> {
+pub async fn delete_all_of_user(mut conn: &AsyncPgConnection, user: UserId) -> Result<usize> {
     let user_id = session::sess.retrieve_as_text(sql::<Text>("'userId'"));
     Ok(
         diesel::delete(session::table.filter(user_id.eq(user.0.to_string())))
             .keep_prepared()
-            .execute(conn)
+            .execute(&mut conn)
             .await?,
     )
 }
 
 /// Deletes every expired session (`expire < now()`, through
 /// `IDX_session_expire`); returns how many.
-pub async fn delete_expired(conn: &mut AsyncPgConnection) -> Result<usize> {
+pub async fn delete_expired(mut conn: &AsyncPgConnection) -> Result<usize> {
     Ok(
         diesel::delete(session::table.filter(session::expire.lt(now)))
-            .execute(conn)
+            .execute(&mut conn)
             .await?,
     )
 }

@@ -19,17 +19,17 @@ pub(crate) fn cursor_of(entry: &AuditLogEntry) -> Cursor {
 }
 
 /// Appends an entry and returns its id.
-pub async fn record(conn: &mut AsyncPgConnection, entry: &NewAuditEntry<'_>) -> Result<uuid::Uuid> {
+pub async fn record(mut conn: &AsyncPgConnection, entry: &NewAuditEntry<'_>) -> Result<uuid::Uuid> {
     Ok(diesel::insert_into(log::table)
         .values(entry)
         .returning(log::id)
-        .get_result(conn)
+        .get_result(&mut conn)
         .await?)
 }
 
 /// Entries matching `query`, newest first, after `after` when given.
 pub async fn list(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     query: &AuditQuery,
     after: Option<Cursor>,
     limit: i64,
@@ -49,6 +49,6 @@ pub async fn list(
     }
     Ok(q.order((log::created_at.desc(), log::id.desc()))
         .limit(limit)
-        .load(conn)
+        .load(&mut conn)
         .await?)
 }

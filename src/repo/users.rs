@@ -4,13 +4,15 @@
 use super::cache_by_sql::{KeepPrepared, RenderOnce};
 use super::columns::Rendered;
 use crate::error::{Error, Result};
-use crate::functions::{coalesce_ts, lower};
+use crate::functions::{coalesce_nullable_varchar, coalesce_ts, coalesce_varchar, lower};
 use crate::models::{NewUserRow, ProfileChanges};
 use crate::models::{User, UserFilter, UserId};
 use crate::page::Cursor;
 use crate::schema::users;
 use chrono::{DateTime, Utc};
+use diesel::dsl::case_when;
 use diesel::prelude::*;
+use diesel::sql_types::{Bool, Nullable, Varchar};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 /// A user listing is ordered newest first; rows whose `created_at` is NULL
@@ -35,11 +37,11 @@ fn not_found() -> Error {
 ///
 /// Fails with [`Error::Conflict`] on `users_email_key` (email taken) or
 /// `unique_oauth` (OAuth identity taken).
-pub async fn insert(conn: &mut AsyncPgConnection, row: &NewUserRow<'_>) -> Result<User> {
+pub async fn insert(mut conn: &AsyncPgConnection, row: &NewUserRow<'_>) -> Result<User> {
     Ok(diesel::insert_into(users::table)
         .values(row)
         .returning(User::columns())
-        .get_result(conn)
+        .get_result(&mut conn)
         .await?)
 }
 
@@ -49,27 +51,27 @@ pub async fn insert(conn: &mut AsyncPgConnection, row: &NewUserRow<'_>) -> Resul
 /// and block state stay. Fails with [`Error::NotFound`], or with
 /// [`Error::Conflict`] on `users_email_key` when the email is another user's.
 pub async fn overwrite(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     id: UserId,
     row: &NewUserRow<'_>,
 ) -> Result<User> {
     diesel::update(users::table.find(id))
         .set(row)
         .returning(User::columns())
-        .get_result(conn)
+        .get_result(&mut conn)
         .await
         .optional()?
         .ok_or_else(not_found)
 }
 
 /// The user with this id. Fails with [`Error::NotFound`].
-pub async fn find_by_id(conn: &mut AsyncPgConnection, id: UserId) -> Result<User> {
+pub async fn find_by_id(mut conn: &AsyncPgConnection, id: UserId) -> Result<User> {
     users::table
         .find(id)
         .select(User::columns())
         .limit(1)
         .render_once()
-        .get_result(conn)
+        .get_result(&mut conn)
         .await
         .optional()?
         .ok_or_else(not_found)
@@ -77,36 +79,50 @@ pub async fn find_by_id(conn: &mut AsyncPgConnection, id: UserId) -> Result<User
 
 /// The user with this id, locked until the transaction ends.
 /// Fails with [`Error::NotFound`].
-pub async fn lock_by_id(conn: &mut AsyncPgConnection, id: UserId) -> Result<User> {
+pub async fn lock_by_id(mut conn: &AsyncPgConnection, id: UserId) -> Result<User> {
     users::table
         .find(id)
         .select(User::columns())
         .for_update()
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?
         .ok_or_else(not_found)
+}
+
+/// The users with these ids (those that exist), locked until the
+/// transaction ends, in one statement. Rows are locked in id order, so two
+/// transactions locking overlapping sets cannot deadlock on them; the
+/// result is in id order too.
+pub async fn lock_by_ids(mut conn: &AsyncPgConnection, ids: &[UserId]) -> Result<Vec<User>> {
+    Ok(users::table
+        .filter(users::id.eq_any(ids))
+        .order(users::id)
+        .select(User::columns())
+        .for_update()
+        .load(&mut conn)
+        .await?)
 }
 
 /// The user whose email equals `email` ignoring case (`email` is already
 /// normalised), or `None`. Served by the `lower(email)` index; when a
 /// template-era database holds several emails differing only in case, the
 /// exact match wins.
-pub async fn find_by_email(conn: &mut AsyncPgConnection, email: &str) -> Result<Option<User>> {
+pub async fn find_by_email(mut conn: &AsyncPgConnection, email: &str) -> Result<Option<User>> {
     Ok(users::table
         .filter(lower(users::email).eq(email))
         .order((users::email.eq(email).desc(), users::created_at.asc()))
         .select(User::columns())
         .limit(1)
         .render_once()
-        .get_result(conn)
+        .get_result(&mut conn)
         .await
         .optional()?)
 }
 
 /// The OAuth user with this provider and id, or `None`.
 pub async fn find_by_oauth(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     provider: &str,
     oauth_id: &str,
 ) -> Result<Option<User>> {
@@ -114,7 +130,7 @@ pub async fn find_by_oauth(
         .filter(users::oauth_provider.eq(provider))
         .filter(users::oauth_id.eq(oauth_id))
         .select(User::columns())
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?)
 }
@@ -137,7 +153,7 @@ fn like_pattern(term: &str) -> String {
 /// One page of users, newest first, after `after` when given: `limit`
 /// rows at most (the caller asks for one more than it shows).
 pub async fn list(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     filter: &UserFilter,
     after: Option<Cursor>,
     limit: i64,
@@ -174,34 +190,49 @@ pub async fn list(
     Ok(query
         .order((created.desc(), users::id.desc()))
         .limit(limit)
-        .load(conn)
+        .load(&mut conn)
         .await?)
 }
 
 /// Applies profile changes and returns the row. Fails with [`Error::NotFound`].
 pub async fn update_profile(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     id: UserId,
     changes: &ProfileChanges<'_>,
 ) -> Result<User> {
     if changes.is_empty() {
         return find_by_id(conn, id).await;
     }
+    // One text for every set of changes (a field left out keeps its
+    // value), so the statement stays prepared.
+    let avatar = changes.avatar_url;
     diesel::update(users::table.find(id))
-        .set(changes)
+        .set((
+            users::display_name.eq(coalesce_varchar(changes.display_name, users::display_name)),
+            users::language_preference.eq(coalesce_nullable_varchar(
+                changes.language_preference,
+                users::language_preference,
+            )),
+            users::avatar_url.eq(case_when(
+                avatar.is_some().into_sql::<Bool>(),
+                avatar.flatten().into_sql::<Nullable<Varchar>>(),
+            )
+            .otherwise(users::avatar_url)),
+        ))
         .returning(User::columns())
-        .get_result(conn)
+        .keep_prepared()
+        .get_result(&mut conn)
         .await
         .optional()?
         .ok_or_else(not_found)
 }
 
 /// Replaces the password hash. Fails with [`Error::NotFound`].
-pub async fn set_password_hash(conn: &mut AsyncPgConnection, id: UserId, hash: &str) -> Result<()> {
+pub async fn set_password_hash(mut conn: &AsyncPgConnection, id: UserId, hash: &str) -> Result<()> {
     let n = diesel::update(users::table.find(id))
         .set(users::password_hash.eq(hash))
         .keep_prepared()
-        .execute(conn)
+        .execute(&mut conn)
         .await?;
     if n == 0 {
         return Err(not_found());
@@ -212,7 +243,7 @@ pub async fn set_password_hash(conn: &mut AsyncPgConnection, id: UserId, hash: &
 /// Replaces the password hash only if it still is `old` (a concurrent
 /// password change wins over a rehash). Returns whether it was replaced.
 pub async fn upgrade_password_hash(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     id: UserId,
     old: &str,
     new: &str,
@@ -220,42 +251,42 @@ pub async fn upgrade_password_hash(
     let n = diesel::update(users::table.find(id).filter(users::password_hash.eq(old)))
         .set(users::password_hash.eq(new))
         .keep_prepared()
-        .execute(conn)
+        .execute(&mut conn)
         .await?;
     Ok(n == 1)
 }
 
 /// Whether any user's password hash is bcrypt, and whether any is argon2:
 /// `(bcrypt, argon2)`. Each stops at the first such row.
-pub async fn hash_schemes_present(conn: &mut AsyncPgConnection) -> Result<(bool, bool)> {
+pub async fn hash_schemes_present(mut conn: &AsyncPgConnection) -> Result<(bool, bool)> {
     let bcrypt = users::table.filter(users::password_hash.like("$2%"));
     let argon2 = users::table.filter(users::password_hash.like("$argon2%"));
     Ok(
         diesel::select((diesel::dsl::exists(bcrypt), diesel::dsl::exists(argon2)))
-            .get_result(conn)
+            .get_result(&mut conn)
             .await?,
     )
 }
 
 /// Sets `last_login` to now and returns the row. Fails with [`Error::NotFound`].
-pub async fn record_login(conn: &mut AsyncPgConnection, id: UserId) -> Result<User> {
+pub async fn record_login(mut conn: &AsyncPgConnection, id: UserId) -> Result<User> {
     diesel::update(users::table.find(id))
         .set(users::last_login.eq(diesel::dsl::now))
         .returning(User::columns())
         .keep_prepared()
-        .get_result(conn)
+        .get_result(&mut conn)
         .await
         .optional()?
         .ok_or_else(not_found)
 }
 
 /// Marks the email verified and returns the row. Fails with [`Error::NotFound`].
-pub async fn set_email_verified(conn: &mut AsyncPgConnection, id: UserId) -> Result<User> {
+pub async fn set_email_verified(mut conn: &AsyncPgConnection, id: UserId) -> Result<User> {
     diesel::update(users::table.find(id))
         .set(users::email_verified.eq(true))
         .returning(User::columns())
         .keep_prepared()
-        .get_result(conn)
+        .get_result(&mut conn)
         .await
         .optional()?
         .ok_or_else(not_found)
@@ -263,7 +294,7 @@ pub async fn set_email_verified(conn: &mut AsyncPgConnection, id: UserId) -> Res
 
 /// Replaces the additional roles and returns the row. Fails with [`Error::NotFound`].
 pub async fn set_additional_roles(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     id: UserId,
     roles: &[String],
 ) -> Result<User> {
@@ -271,19 +302,19 @@ pub async fn set_additional_roles(
         .set(users::additional_roles.eq(serde_json::json!(roles)))
         .returning(User::columns())
         .keep_prepared()
-        .get_result(conn)
+        .get_result(&mut conn)
         .await
         .optional()?
         .ok_or_else(not_found)
 }
 
 /// Sets the role and returns the row. Fails with [`Error::NotFound`].
-pub async fn set_role(conn: &mut AsyncPgConnection, id: UserId, role: &str) -> Result<User> {
+pub async fn set_role(mut conn: &AsyncPgConnection, id: UserId, role: &str) -> Result<User> {
     diesel::update(users::table.find(id))
         .set(users::role.eq(role))
         .returning(User::columns())
         .keep_prepared()
-        .get_result(conn)
+        .get_result(&mut conn)
         .await
         .optional()?
         .ok_or_else(not_found)
@@ -293,7 +324,7 @@ pub async fn set_role(conn: &mut AsyncPgConnection, id: UserId, role: &str) -> R
 /// the `user_blocked_at` trigger keeps `blocked_at` and clears the block
 /// columns on unblock. Fails with [`Error::NotFound`].
 pub async fn set_blocked(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     id: UserId,
     block: Option<(&str, UserId)>,
 ) -> Result<User> {
@@ -309,7 +340,7 @@ pub async fn set_blocked(
         ))
         .returning(User::columns())
         .keep_prepared()
-        .get_result(conn)
+        .get_result(&mut conn)
         .await
         .optional()?
         .ok_or_else(not_found)
@@ -320,52 +351,64 @@ pub async fn set_blocked(
 /// imposed stay in force with their actor forgotten, since `blocked_by` has
 /// no ON DELETE clause in the template's schema. Fails with
 /// [`Error::NotFound`].
-pub async fn delete(conn: &mut AsyncPgConnection, id: UserId) -> Result<()> {
-    forget_blockers(conn, &[id]).await?;
-    let n = diesel::delete(users::table.find(id)).execute(conn).await?;
-    if n == 0 {
+/// Its three statements are pipelined (sent together, run in order).
+pub async fn delete(mut conn: &AsyncPgConnection, id: UserId) -> Result<()> {
+    let ids = [id];
+    let (forgotten, deleted) = futures_util::future::join(
+        forget_blockers(conn, &ids),
+        diesel::delete(users::table.find(id)).execute(&mut conn),
+    )
+    .await;
+    forgotten?;
+    if deleted? == 0 {
         return Err(not_found());
     }
     Ok(())
 }
 
 /// Clears `blocked_by` (on users and websocket connections) where it points
-/// at one of `ids`.
-async fn forget_blockers(conn: &mut AsyncPgConnection, ids: &[UserId]) -> Result<()> {
+/// at one of `ids`: two statements, pipelined.
+async fn forget_blockers(conn: &AsyncPgConnection, ids: &[UserId]) -> Result<()> {
     use crate::schema::websocket_connections as ws;
-    diesel::update(ws::table.filter(ws::blocked_by.eq_any(ids)))
-        .set(ws::blocked_by.eq(None::<UserId>))
-        .execute(conn)
-        .await?;
-    diesel::update(users::table.filter(users::blocked_by.eq_any(ids)))
-        .set(users::blocked_by.eq(None::<UserId>))
-        .execute(conn)
-        .await?;
+    let (mut on_connections, mut on_users) = (conn, conn);
+    let (connections, users) = futures_util::future::join(
+        diesel::update(ws::table.filter(ws::blocked_by.eq_any(ids)))
+            .set(ws::blocked_by.eq(None::<UserId>))
+            .keep_prepared()
+            .execute(&mut on_connections),
+        diesel::update(users::table.filter(users::blocked_by.eq_any(ids)))
+            .set(users::blocked_by.eq(None::<UserId>))
+            .keep_prepared()
+            .execute(&mut on_users),
+    )
+    .await;
+    connections?;
+    users?;
     Ok(())
 }
 
 /// How many users hold each role (`None` for a NULL role), most common first.
-pub async fn count_by_role(conn: &mut AsyncPgConnection) -> Result<Vec<(Option<String>, i64)>> {
+pub async fn count_by_role(mut conn: &AsyncPgConnection) -> Result<Vec<(Option<String>, i64)>> {
     Ok(users::table
         .group_by(users::role)
         .select((users::role, diesel::dsl::count_star()))
         .order((diesel::dsl::count_star().desc(), users::role.asc()))
-        .load(conn)
+        .load(&mut conn)
         .await?)
 }
 
 /// Deletes every user whose role is not `superadmin` (as [`delete`] does
 /// for one); returns how many.
-pub async fn delete_all_but_superadmins(conn: &mut AsyncPgConnection) -> Result<usize> {
+pub async fn delete_all_but_superadmins(mut conn: &AsyncPgConnection) -> Result<usize> {
     let doomed: Vec<UserId> = users::table
         .filter(users::role.is_distinct_from("superadmin"))
         .select(users::id)
-        .load(conn)
+        .load(&mut conn)
         .await?;
     forget_blockers(conn, &doomed).await?;
     Ok(
         diesel::delete(users::table.filter(users::id.eq_any(&doomed)))
-            .execute(conn)
+            .execute(&mut conn)
             .await?,
     )
 }

@@ -44,7 +44,7 @@ pub(crate) fn cursor_of(row: &ActiveWebsocketConnection) -> Cursor {
 /// Fails with [`Error::Conflict`] on `websocket_connections_user_id_fkey`
 /// when the user does not exist.
 pub async fn upsert(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     row: &NewWebsocketConnectionRow<'_>,
 ) -> Result<WebsocketConnection> {
     Ok(diesel::insert_into(ws::table)
@@ -60,19 +60,19 @@ pub async fn upsert(
         ))
         .returning(WebsocketConnection::columns())
         .keep_prepared()
-        .get_result(conn)
+        .get_result(&mut conn)
         .await?)
 }
 
 /// The connection with this id. Fails with [`Error::NotFound`].
 pub async fn find(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     connection_id: &str,
 ) -> Result<WebsocketConnection> {
     ws::table
         .filter(ws::connection_id.eq(connection_id))
         .select(WebsocketConnection::columns())
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?
         .ok_or_else(not_found)
@@ -81,7 +81,7 @@ pub async fn find(
 /// Counts one message on the connection (`message_count + 1`,
 /// `last_activity_at` now) and returns the new count.
 /// Fails with [`Error::NotFound`].
-pub async fn record_activity(conn: &mut AsyncPgConnection, connection_id: &str) -> Result<i32> {
+pub async fn record_activity(mut conn: &AsyncPgConnection, connection_id: &str) -> Result<i32> {
     diesel::update(ws::table.filter(ws::connection_id.eq(connection_id)))
         .set((
             ws::message_count.eq(ws::message_count + 1),
@@ -89,7 +89,7 @@ pub async fn record_activity(conn: &mut AsyncPgConnection, connection_id: &str) 
         ))
         .returning(ws::message_count)
         .keep_prepared()
-        .get_result(conn)
+        .get_result(&mut conn)
         .await
         .optional()?
         .ok_or_else(not_found)
@@ -99,7 +99,7 @@ pub async fn record_activity(conn: &mut AsyncPgConnection, connection_id: &str) 
 /// connection's metadata (jsonb `||`: keys in `patch` win, a NULL metadata
 /// counts as `{}`) and returns the row. Fails with [`Error::NotFound`].
 pub async fn merge_metadata(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     connection_id: &str,
     patch: &serde_json::Value,
 ) -> Result<WebsocketConnection> {
@@ -111,7 +111,7 @@ pub async fn merge_metadata(
         )
         .returning(WebsocketConnection::columns())
         .keep_prepared()
-        .get_result(conn)
+        .get_result(&mut conn)
         .await
         .optional()?
         .ok_or_else(not_found)
@@ -121,7 +121,7 @@ pub async fn merge_metadata(
 /// closed connection keeps its first `disconnected_at`.
 /// Fails with [`Error::NotFound`].
 pub async fn disconnect(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     connection_id: &str,
 ) -> Result<WebsocketConnection> {
     diesel::update(ws::table.filter(ws::connection_id.eq(connection_id)))
@@ -134,7 +134,7 @@ pub async fn disconnect(
         )
         .returning(WebsocketConnection::columns())
         .keep_prepared()
-        .get_result(conn)
+        .get_result(&mut conn)
         .await
         .optional()?
         .ok_or_else(not_found)
@@ -147,7 +147,7 @@ pub async fn disconnect(
 /// Fails with [`Error::NotFound`], or [`Error::Conflict`] on
 /// `websocket_connections_blocked_by_fkey` when the actor does not exist.
 pub async fn set_blocked(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     connection_id: &str,
     block: Option<(&str, UserId)>,
 ) -> Result<WebsocketConnection> {
@@ -160,7 +160,7 @@ pub async fn set_blocked(
         ))
         .returning(WebsocketConnection::columns())
         .keep_prepared()
-        .get_result(conn)
+        .get_result(&mut conn)
         .await
         .optional()?
         .ok_or_else(not_found)
@@ -173,7 +173,7 @@ pub async fn set_blocked(
 /// Fails with [`Error::Conflict`] on `websocket_connections_blocked_by_fkey`
 /// when the actor does not exist.
 pub async fn set_blocked_ip(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     ips: &[IpNet],
     block: Option<(&str, UserId)>,
 ) -> Result<usize> {
@@ -185,12 +185,15 @@ pub async fn set_blocked_ip(
     );
     let from_ips = ws::table.filter(ws::ip_address.eq_any(ips));
     let n = if is_blocked {
-        diesel::update(from_ips).set(changes).execute(conn).await?
+        diesel::update(from_ips)
+            .set(changes)
+            .execute(&mut conn)
+            .await?
     } else {
         // Rows that are not blocked need no write (nor an updated_at bump).
         diesel::update(from_ips.filter(ws::is_blocked.eq(true)))
             .set(changes)
-            .execute(conn)
+            .execute(&mut conn)
             .await?
     };
     Ok(n)
@@ -206,7 +209,7 @@ fn split_block(block: Option<(&str, UserId)>) -> (bool, Option<&str>, Option<Use
 /// Whether a blocked row exists for `connection_id`, or for any of `ips`.
 /// With neither, nothing matches and the answer is `false`.
 pub async fn is_blocked(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     connection_id: Option<&str>,
     ips: &[IpNet],
 ) -> Result<bool> {
@@ -218,14 +221,14 @@ pub async fn is_blocked(
         (None, true) => return Ok(false),
     };
     Ok(diesel::select(diesel::dsl::exists(query))
-        .get_result(conn)
+        .get_result(&mut conn)
         .await?)
 }
 
 /// One page of open connections (the `active_websocket_connections` view),
 /// most recently connected first, after `after` when given.
 pub async fn active(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     after: Option<Cursor>,
     limit: i64,
 ) -> Result<Vec<ActiveWebsocketConnection>> {
@@ -242,24 +245,24 @@ pub async fn active(
     Ok(query
         .order((active::connected_at.desc(), active::id.desc()))
         .limit(limit)
-        .load(conn)
+        .load(&mut conn)
         .await?)
 }
 
 /// The one row of the `websocket_connection_stats` view.
-pub async fn stats(conn: &mut AsyncPgConnection) -> Result<WebsocketConnectionStats> {
+pub async fn stats(mut conn: &AsyncPgConnection) -> Result<WebsocketConnectionStats> {
     Ok(stats_view::table
         .select(WebsocketConnectionStats::columns())
-        .first(conn)
+        .first(&mut conn)
         .await?)
 }
 
 /// Runs `cleanup_old_websocket_connections(days_to_keep)`: deletes the
 /// connections closed more than that many days ago and returns how many.
-pub async fn cleanup(conn: &mut AsyncPgConnection, days_to_keep: i32) -> Result<i32> {
+pub async fn cleanup(mut conn: &AsyncPgConnection, days_to_keep: i32) -> Result<i32> {
     Ok(
         diesel::select(cleanup_old_websocket_connections(days_to_keep))
-            .get_result(conn)
+            .get_result(&mut conn)
             .await?,
     )
 }

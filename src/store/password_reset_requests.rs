@@ -19,6 +19,7 @@ use crate::repo::users as users_repo;
 use crate::token::{Token, TokenDigest};
 use crate::validate::{self, interval};
 use chrono::{DateTime, Duration, Utc};
+use futures_util::future::{join, join3, join4};
 use pronghorn_db_macros::store_part;
 use serde_json::json;
 
@@ -190,22 +191,25 @@ impl PasswordResetStore for PgStore {
                         if so_far >= max_requests {
                             return Ok(Requested::Throttled(counter.user_id));
                         }
-                        repo::set_counter(
-                            conn,
-                            counter.user_id,
-                            so_far.saturating_add(1),
-                            !counter.window_open,
+                        let (counted, row) = join(
+                            repo::set_counter(
+                                conn,
+                                counter.user_id,
+                                so_far.saturating_add(1),
+                                !counter.window_open,
+                            ),
+                            repo::insert(
+                                conn,
+                                counter.user_id,
+                                &digest,
+                                ttl,
+                                ip,
+                                user_agent.as_deref(),
+                            ),
                         )
-                        .await?;
-                        let row = repo::insert(
-                            conn,
-                            counter.user_id,
-                            &digest,
-                            ttl,
-                            ip,
-                            user_agent.as_deref(),
-                        )
-                        .await?;
+                        .await;
+                        counted?;
+                        let row = row?;
                         Ok(Requested::Issued {
                             user_id: counter.user_id,
                             email: counter.email,
@@ -280,28 +284,48 @@ impl PasswordResetStore for PgStore {
                     // that two redemptions for one account cannot deadlock,
                     // and a rotation in flight commits first and its
                     // successor is revoked below.
-                    users_repo::lock_by_id(conn, id).await?;
-                    let found = repo::lock_by_digest(conn, &digest)
-                        .await?
-                        .ok_or_else(|| rejected(TokenProblem::Unknown))?;
+                    // Both locks in one round trip; the second statement
+                    // runs once the first has its lock.
+                    let (user, found) = join(
+                        users_repo::lock_by_id(conn, id),
+                        repo::lock_by_digest(conn, &digest),
+                    )
+                    .await;
+                    user?;
+                    let found = found?.ok_or_else(|| rejected(TokenProblem::Unknown))?;
                     if let Some(problem) = unusable(&found) {
                         return Err(rejected(problem));
                     }
                     let request = found.row.id;
-                    users_repo::set_password_hash(conn, id, &hash).await?;
-                    repo::mark_used(conn, request).await?;
-                    repo::expire_others_of_user(conn, id, request).await?;
-                    end_everywhere(conn, id).await?;
-                    audit(
-                        conn,
-                        AuditAction::PasswordReset,
-                        Some(id),
-                        Some(id),
-                        json!({ "requestId": request }),
-                        &meta,
+                    // Every change in one round trip, run in this order.
+                    let (changes, ended, user) = join3(
+                        async {
+                            let (hashed, used, others, audited) = join4(
+                                users_repo::set_password_hash(conn, id, &hash),
+                                repo::mark_used(conn, request),
+                                repo::expire_others_of_user(conn, id, request),
+                                audit(
+                                    conn,
+                                    AuditAction::PasswordReset,
+                                    Some(id),
+                                    Some(id),
+                                    json!({ "requestId": request }),
+                                    &meta,
+                                ),
+                            )
+                            .await;
+                            hashed?;
+                            used?;
+                            others?;
+                            audited
+                        },
+                        end_everywhere(conn, id),
+                        users_repo::find_by_id(conn, id),
                     )
-                    .await?;
-                    users_repo::find_by_id(conn, id).await
+                    .await;
+                    changes?;
+                    ended?;
+                    user
                 })
             })
             .await
@@ -330,24 +354,28 @@ impl PasswordResetStore for PgStore {
                     let (admin, user) = lock_actor_and_target(conn, actor, target).await?;
                     authorize(&admin, user.role.as_deref(), None)?;
                     let user_agent = meta.user_agent();
-                    let row = repo::insert(
-                        conn,
-                        target,
-                        &token.digest(),
-                        ttl,
-                        meta.ip.map(ipnet::IpNet::from),
-                        user_agent.as_deref(),
+                    let digest = token.digest();
+                    let (row, audited) = join(
+                        repo::insert(
+                            conn,
+                            target,
+                            &digest,
+                            ttl,
+                            meta.ip.map(ipnet::IpNet::from),
+                            user_agent.as_deref(),
+                        ),
+                        audit(
+                            conn,
+                            AuditAction::AdminGeneratedResetToken,
+                            Some(target),
+                            Some(actor),
+                            json!({}),
+                            &meta,
+                        ),
                     )
-                    .await?;
-                    audit(
-                        conn,
-                        AuditAction::AdminGeneratedResetToken,
-                        Some(target),
-                        Some(actor),
-                        json!({}),
-                        &meta,
-                    )
-                    .await?;
+                    .await;
+                    let row = row?;
+                    audited?;
                     Ok(ResetDelivery {
                         user_id: target,
                         email: user.email,

@@ -45,7 +45,7 @@ pub(crate) fn authorize(
 
 /// Loads and locks the actor, so that its role cannot change until the
 /// action commits (unknown actors are refused, not "not found").
-pub(crate) async fn lock_actor(conn: &mut AsyncPgConnection, actor: UserId) -> Result<User> {
+pub(crate) async fn lock_actor(conn: &AsyncPgConnection, actor: UserId) -> Result<User> {
     match repo::lock_by_id(conn, actor).await {
         Err(Error::NotFound { .. }) => Err(Error::Forbidden {
             reason: "the acting user does not exist".into(),
@@ -54,31 +54,23 @@ pub(crate) async fn lock_actor(conn: &mut AsyncPgConnection, actor: UserId) -> R
     }
 }
 
-/// Locks the acting admin and the target user, in id order (so that two
-/// admins acting on each other cannot deadlock), so that neither's role or
-/// block can change until the action commits. Returns `(actor, target)`.
+/// Locks the acting admin and the target user in one statement, in id
+/// order (so that two admins acting on each other cannot deadlock), so that
+/// neither's role or block can change until the action commits. Returns
+/// `(actor, target)`.
 ///
 /// Fails with [`Error::Forbidden`] when the actor does not exist, and
 /// [`Error::NotFound`] when the target does not.
 pub(crate) async fn lock_actor_and_target(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     actor: UserId,
     target: UserId,
 ) -> Result<(User, User)> {
-    let actor_first = actor <= target;
-    let first = if actor_first { actor } else { target };
-    let second = if actor_first { target } else { actor };
-    let locked = |id: UserId, r: Result<User>| match r {
-        Err(Error::NotFound { .. }) if id == actor => Err(Error::Forbidden {
-            reason: "the acting user does not exist".into(),
-        }),
-        other => other,
-    };
-    let a = locked(first, repo::lock_by_id(conn, first).await)?;
-    let b = if first == second {
-        a.clone()
-    } else {
-        locked(second, repo::lock_by_id(conn, second).await)?
-    };
-    Ok(if actor_first { (a, b) } else { (b, a) })
+    let locked = repo::lock_by_ids(conn, &[actor, target]).await?;
+    let find = |id: UserId| locked.iter().find(|u| u.id == id).cloned();
+    let admin = find(actor).ok_or_else(|| Error::Forbidden {
+        reason: "the acting user does not exist".into(),
+    })?;
+    let user = find(target).ok_or(Error::NotFound { entity: "user" })?;
+    Ok((admin, user))
 }

@@ -11,6 +11,7 @@ use crate::repo::refresh_tokens::{self as repo, FoundToken};
 use crate::token::{Token, TokenDigest};
 use crate::validate::interval;
 use chrono::{DateTime, Utc};
+use futures_util::future::join;
 use pronghorn_db_macros::store_part;
 use uuid::Uuid;
 
@@ -159,17 +160,17 @@ impl RefreshTokenStore for PgStore {
                         // The owner is locked before the token, the order
                         // every transaction that revokes all of a user's
                         // tokens uses, so that none of them misses the
-                        // successor inserted here.
-                        let Some(peek) = repo::find_by_digest(conn, &digest).await? else {
+                        // successor inserted here. Both locks are one round
+                        // trip, and so are both writes.
+                        let (owner, found) = join(
+                            repo::share_lock_owner(conn, &digest),
+                            repo::lock_by_digest(conn, &digest),
+                        )
+                        .await;
+                        let (Some(owner), Some(found)) = (owner?, found?) else {
                             return Err(rejected(TokenProblem::Unknown));
                         };
-                        let user = peek.row.user_id;
-                        if !repo::share_lock_owner(conn, user).await? {
-                            return Err(rejected(TokenProblem::Unknown));
-                        }
-                        let Some(found) = repo::lock_by_digest(conn, &digest).await? else {
-                            return Err(rejected(TokenProblem::Unknown));
-                        };
+                        let user = owner.id;
                         if found.row.revoked_at.is_some() {
                             // Committed, not rolled back: the revocation is
                             // the point of detecting the reuse.
@@ -179,12 +180,18 @@ impl RefreshTokenStore for PgStore {
                         if found.expired {
                             return Err(rejected(TokenProblem::Expired));
                         }
-                        if crate::repo::users::find_by_id(conn, user).await?.blocked() {
+                        if owner.blocked() {
                             repo::revoke_all_of_user(conn, user).await?;
                             return Ok(Rotation::Blocked);
                         }
-                        repo::revoke(conn, found.row.id).await?;
-                        let row = repo::insert(conn, user, &next.digest(), ttl).await?;
+                        let digest = next.digest();
+                        let (revoked, row) = join(
+                            repo::revoke(conn, found.row.id),
+                            repo::insert(conn, user, &digest, ttl),
+                        )
+                        .await;
+                        revoked?;
+                        let row = row?;
                         Ok(Rotation::Issued(IssuedRefreshToken::new(row, next)))
                     })
                 })
@@ -231,10 +238,16 @@ impl RefreshTokenStore for PgStore {
         observed!(self.slow(), "revoke_user_refresh_tokens", async {
             self.transaction(move |conn| {
                 Box::pin(async move {
-                    // Waits for rotations in flight, then revokes their
-                    // successors too.
-                    match crate::repo::users::lock_by_id(conn, user).await {
-                        Ok(_) => repo::revoke_all_of_user(conn, user).await,
+                    // The lock waits for rotations in flight; the revoke,
+                    // pipelined after it, takes its snapshot once the lock
+                    // is granted and so revokes their successors too.
+                    let (locked, revoked) = join(
+                        crate::repo::users::lock_by_id(conn, user),
+                        repo::revoke_all_of_user(conn, user),
+                    )
+                    .await;
+                    match locked {
+                        Ok(_) => revoked,
                         Err(Error::NotFound { .. }) => Ok(0),
                         Err(e) => Err(e),
                     }

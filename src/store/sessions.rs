@@ -12,6 +12,7 @@ use crate::repo::sessions as repo;
 use crate::validate;
 use chrono::{DateTime, SecondsFormat, Utc};
 use diesel_async::AsyncPgConnection;
+use futures_util::future::join;
 use pronghorn_db_macros::store_part;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
@@ -203,15 +204,20 @@ pub struct EndedSessions {
 /// `conn` (so inside the caller's transaction, which should hold the user's
 /// row locked first, as every transaction revoking all of a user's tokens
 /// does). Returns what it removed.
+///
+/// The two statements are pipelined: sent together, one round trip.
 pub(crate) async fn end_everywhere(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     user: UserId,
 ) -> Result<EndedSessions> {
-    let refresh_tokens = crate::repo::refresh_tokens::revoke_all_of_user(conn, user).await?;
-    let sessions = repo::delete_all_of_user(conn, user).await?;
+    let (refresh_tokens, sessions) = join(
+        crate::repo::refresh_tokens::revoke_all_of_user(conn, user),
+        repo::delete_all_of_user(conn, user),
+    )
+    .await;
     Ok(EndedSessions {
-        sessions,
-        refresh_tokens,
+        sessions: sessions?,
+        refresh_tokens: refresh_tokens?,
     })
 }
 
@@ -332,10 +338,17 @@ impl SessionStore for PgStore {
         observed!(self.slow(), "end_all_sessions", async {
             self.transaction(move |conn| {
                 Box::pin(async move {
-                    // Waits for rotations in flight, so that their
-                    // successors are revoked too.
-                    match crate::repo::users::lock_by_id(conn, user).await {
-                        Ok(_) | Err(Error::NotFound { .. }) => end_everywhere(conn, user).await,
+                    // The lock waits for rotations in flight; the statements
+                    // after it, pipelined with it, each take their snapshot
+                    // once it is granted, so they see (and revoke) the
+                    // successors those rotations committed.
+                    let (locked, ended) = join(
+                        crate::repo::users::lock_by_id(conn, user),
+                        end_everywhere(conn, user),
+                    )
+                    .await;
+                    match locked {
+                        Ok(_) | Err(Error::NotFound { .. }) => ended,
                         Err(e) => Err(e),
                     }
                 })

@@ -64,7 +64,7 @@ impl AuditAction {
 /// Appends one entry to the audit log, on the caller's connection (inside
 /// its transaction). Fails as the insert does.
 pub(crate) async fn audit(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     action: AuditAction,
     user: Option<UserId>,
     actor: Option<UserId>,
@@ -85,6 +85,24 @@ pub(crate) async fn audit(
     )
     .await?;
     Ok(())
+}
+
+/// [`audit`] when `wanted`, and nothing otherwise: lets a caller pipeline
+/// an entry that only some changes write beside the change itself.
+pub(crate) async fn audit_if(
+    wanted: bool,
+    conn: &AsyncPgConnection,
+    action: AuditAction,
+    user: Option<UserId>,
+    actor: Option<UserId>,
+    details: serde_json::Value,
+    meta: &RequestMeta,
+) -> Result<()> {
+    if wanted {
+        audit(conn, action, user, actor, details, meta).await
+    } else {
+        Ok(())
+    }
 }
 
 /// Reading the audit log (entries are only ever appended, by the store).

@@ -5,7 +5,7 @@
 use super::pg::ReadFrom;
 use super::policy::{authorize, lock_actor, lock_actor_and_target};
 use super::sessions::end_everywhere;
-use super::user_audit_log::{audit, AuditAction};
+use super::user_audit_log::{audit, audit_if, AuditAction};
 use super::PgStore;
 use crate::error::{Error, Result};
 use crate::models::{
@@ -20,6 +20,7 @@ use crate::repo::sessions as sessions_repo;
 use crate::repo::users as repo;
 use crate::validate;
 use diesel_async::AsyncPgConnection;
+use futures_util::future::{join, join3};
 use pronghorn_db_macros::store_part;
 use serde_json::json;
 
@@ -125,35 +126,40 @@ fn check_local(new: &NewLocalUser) -> Result<CheckedLocal> {
     })
 }
 
+/// Inserts the user inside the caller's transaction, which the caller rolls
+/// back on `Err`. The look-up and the insert are pipelined (one round trip):
+/// when the look-up finds a twin, the insert is undone by that rollback.
 async fn insert_local(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     c: &CheckedLocal,
     new: &NewLocalUser,
     hash: &str,
 ) -> Result<User> {
+    let row = NewUserRow {
+        email: &c.email,
+        password_hash: Some(hash),
+        display_name: &c.display_name,
+        language_preference: &c.language,
+        oauth_provider: "local",
+        oauth_id: None,
+        email_verified: new.email_verified,
+        role: new.role.as_str(),
+        avatar_url: None,
+        additional_roles: json!(c.extra),
+    };
+    let (twin, inserted) = join(
+        repo::find_by_email(conn, &c.email),
+        repo::insert(conn, &row),
+    )
+    .await;
     // Emails are unique ignoring case; the constraint itself only sees
     // exact text, so a differently-cased twin from template days is caught here.
-    if repo::find_by_email(conn, &c.email).await?.is_some() {
+    if twin?.is_some() {
         return Err(Error::Conflict {
             constraint: "users_email_key".into(),
         });
     }
-    repo::insert(
-        conn,
-        &NewUserRow {
-            email: &c.email,
-            password_hash: Some(hash),
-            display_name: &c.display_name,
-            language_preference: &c.language,
-            oauth_provider: "local",
-            oauth_id: None,
-            email_verified: new.email_verified,
-            role: new.role.as_str(),
-            avatar_url: None,
-            additional_roles: json!(c.extra),
-        },
-    )
-    .await
+    inserted
 }
 
 fn not_found_user(e: Error) -> Error {
@@ -366,19 +372,22 @@ impl UserStore for PgStore {
             self.transaction(move |conn| {
                 Box::pin(async move {
                     let changes = checked.changes();
-                    let user = repo::update_profile(conn, id, &changes).await?;
-                    if !changes.is_empty() {
-                        let details = json!({ "fields": changes.fields() });
-                        audit(
+                    let details = json!({ "fields": changes.fields() });
+                    let (user, audited) = join(
+                        repo::update_profile(conn, id, &changes),
+                        audit_if(
+                            !changes.is_empty(),
                             conn,
                             AuditAction::ProfileUpdated,
                             Some(id),
                             Some(id),
                             details,
                             &meta,
-                        )
-                        .await?;
-                    }
+                        ),
+                    )
+                    .await;
+                    let user = user?;
+                    audited?;
                     Ok(user)
                 })
             })
@@ -404,19 +413,22 @@ impl UserStore for PgStore {
                     let (admin, target) = lock_actor_and_target(conn, actor, id).await?;
                     authorize(&admin, target.role.as_deref(), None)?;
                     let changes = checked.changes();
-                    let user = repo::update_profile(conn, id, &changes).await?;
-                    if !changes.is_empty() {
-                        let details = json!({ "fields": changes.fields() });
-                        audit(
+                    let details = json!({ "fields": changes.fields() });
+                    let (user, audited) = join(
+                        repo::update_profile(conn, id, &changes),
+                        audit_if(
+                            !changes.is_empty(),
                             conn,
                             AuditAction::UserUpdatedByAdmin,
                             Some(id),
                             Some(actor),
                             details,
                             &meta,
-                        )
-                        .await?;
-                    }
+                        ),
+                    )
+                    .await;
+                    let user = user?;
+                    audited?;
                     Ok(user)
                 })
             })
@@ -458,24 +470,32 @@ impl UserStore for PgStore {
             let meta = meta.clone();
             self.transaction(move |conn| {
                 Box::pin(async move {
-                    // Only if nobody changed the password in between.
-                    if !repo::upgrade_password_hash(conn, id, &stored, &hash).await? {
+                    // One round trip. The update locks the user's row, so
+                    // the revocations after it also catch a rotation in
+                    // flight; whoever logged in with the old password,
+                    // perhaps a stolen one, must log in again.
+                    let (changed, ended, audited) = join3(
+                        repo::upgrade_password_hash(conn, id, &stored, &hash),
+                        end_everywhere(conn, id),
+                        audit(
+                            conn,
+                            AuditAction::PasswordChanged,
+                            Some(id),
+                            Some(id),
+                            json!({}),
+                            &meta,
+                        ),
+                    )
+                    .await;
+                    // Only if nobody changed the password in between; else
+                    // the rollback undoes the rest.
+                    if !changed? {
                         return Err(Error::Conflict {
                             constraint: "users.password_hash (changed concurrently)".into(),
                         });
                     }
-                    // Whoever logged in with the old password, perhaps with
-                    // a stolen one, must log in again.
-                    end_everywhere(conn, id).await?;
-                    audit(
-                        conn,
-                        AuditAction::PasswordChanged,
-                        Some(id),
-                        Some(id),
-                        json!({}),
-                        &meta,
-                    )
-                    .await
+                    ended?;
+                    audited
                 })
             })
             .await
@@ -693,19 +713,24 @@ impl UserStore for PgStore {
                         .await
                         .map_err(not_found_user)?;
                     authorize(&admin, user.role.as_deref(), Some(role))?;
-                    let updated = repo::set_role(conn, target, role.as_str()).await?;
-                    // Sessions and tokens were granted under the old role.
-                    end_everywhere(conn, target).await?;
                     let details = json!({ "previousRole": user.role, "newRole": role.as_str() });
-                    audit(
-                        conn,
-                        AuditAction::RoleChanged,
-                        Some(target),
-                        Some(actor),
-                        details,
-                        &meta,
+                    // Sessions and tokens were granted under the old role.
+                    let (updated, ended, audited) = join3(
+                        repo::set_role(conn, target, role.as_str()),
+                        end_everywhere(conn, target),
+                        audit(
+                            conn,
+                            AuditAction::RoleChanged,
+                            Some(target),
+                            Some(actor),
+                            details,
+                            &meta,
+                        ),
                     )
-                    .await?;
+                    .await;
+                    let updated = updated?;
+                    ended?;
+                    audited?;
                     Ok(updated)
                 })
             })
@@ -733,18 +758,23 @@ impl UserStore for PgStore {
                 Box::pin(async move {
                     let (admin, user) = lock_actor_and_target(conn, actor, target).await?;
                     authorize(&admin, user.role.as_deref(), None)?;
-                    let updated = repo::set_blocked(conn, target, Some((&reason, actor))).await?;
                     // A blocked user keeps no way back in.
-                    end_everywhere(conn, target).await?;
-                    audit(
-                        conn,
-                        AuditAction::UserBlocked,
-                        Some(target),
-                        Some(actor),
-                        json!({ "reason": reason }),
-                        &meta,
+                    let (updated, ended, audited) = join3(
+                        repo::set_blocked(conn, target, Some((&reason, actor))),
+                        end_everywhere(conn, target),
+                        audit(
+                            conn,
+                            AuditAction::UserBlocked,
+                            Some(target),
+                            Some(actor),
+                            json!({ "reason": reason }),
+                            &meta,
+                        ),
                     )
-                    .await?;
+                    .await;
+                    let updated = updated?;
+                    ended?;
+                    audited?;
                     Ok(updated)
                 })
             })
@@ -766,16 +796,20 @@ impl UserStore for PgStore {
                 Box::pin(async move {
                     let (admin, user) = lock_actor_and_target(conn, actor, target).await?;
                     authorize(&admin, user.role.as_deref(), None)?;
-                    let updated = repo::set_blocked(conn, target, None).await?;
-                    audit(
-                        conn,
-                        AuditAction::UserUnblocked,
-                        Some(target),
-                        Some(actor),
-                        json!({}),
-                        &meta,
+                    let (updated, audited) = join(
+                        repo::set_blocked(conn, target, None),
+                        audit(
+                            conn,
+                            AuditAction::UserUnblocked,
+                            Some(target),
+                            Some(actor),
+                            json!({}),
+                            &meta,
+                        ),
                     )
-                    .await?;
+                    .await;
+                    let updated = updated?;
+                    audited?;
                     Ok(updated)
                 })
             })
@@ -796,20 +830,27 @@ impl UserStore for PgStore {
                 Box::pin(async move {
                     let (admin, user) = lock_actor_and_target(conn, actor, target).await?;
                     authorize(&admin, user.role.as_deref(), None)?;
-                    // Written before the delete; the row's user_id then
-                    // becomes NULL (ON DELETE SET NULL) and the email stays.
-                    audit(
-                        conn,
-                        AuditAction::UserDeleted,
-                        Some(target),
-                        Some(actor),
-                        json!({ "email": user.email }),
-                        &meta,
+                    // Written before the delete (pipelined statements run
+                    // in the order sent); the row's user_id then becomes
+                    // NULL (ON DELETE SET NULL) and the email stays.
+                    // Sessions are deleted by hand: `session` is
+                    // connect-pg-simple's, with no foreign key.
+                    let (audited, sessions, deleted) = join3(
+                        audit(
+                            conn,
+                            AuditAction::UserDeleted,
+                            Some(target),
+                            Some(actor),
+                            json!({ "email": user.email }),
+                            &meta,
+                        ),
+                        sessions_repo::delete_all_of_user(conn, target),
+                        repo::delete(conn, target),
                     )
-                    .await?;
-                    // No foreign key: `session` is connect-pg-simple's.
-                    sessions_repo::delete_all_of_user(conn, target).await?;
-                    repo::delete(conn, target).await
+                    .await;
+                    audited?;
+                    sessions?;
+                    deleted
                 })
             })
             .await
@@ -825,17 +866,23 @@ impl UserStore for PgStore {
             self.transaction(move |conn| {
                 Box::pin(async move {
                     let user = repo::lock_by_id(conn, id).await?;
-                    audit(
-                        conn,
-                        AuditAction::AccountSelfDeleted,
-                        Some(id),
-                        Some(id),
-                        json!({ "email": user.email }),
-                        &meta,
+                    // As in `delete_user`: in order, in one round trip.
+                    let (audited, sessions, deleted) = join3(
+                        audit(
+                            conn,
+                            AuditAction::AccountSelfDeleted,
+                            Some(id),
+                            Some(id),
+                            json!({ "email": user.email }),
+                            &meta,
+                        ),
+                        sessions_repo::delete_all_of_user(conn, id),
+                        repo::delete(conn, id),
                     )
-                    .await?;
-                    sessions_repo::delete_all_of_user(conn, id).await?;
-                    repo::delete(conn, id).await
+                    .await;
+                    audited?;
+                    sessions?;
+                    deleted
                 })
             })
             .await
