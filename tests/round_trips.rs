@@ -20,7 +20,8 @@ mod wire;
 
 use common::TestDb;
 use pronghorn_db::models::{
-    NewConversation, NewLocalUser, NewMessage, ProfileUpdate, RequestMeta, Role, User, UserId,
+    NewConversation, NewLocalUser, NewMessage, NewOAuthUser, ProfileUpdate, RequestMeta, Role,
+    User, UserId,
 };
 use pronghorn_db::{
     ConversationStore, Error, PasswordResetStore, PgStore, PoolSettings, RefreshTokenStore,
@@ -112,7 +113,7 @@ impl Tally {
     fn check(&self) {
         for (method, counted, expected, what) in &self.rows {
             eprintln!(
-                "{method:<30} {:>2} round trips in {:>4} ms (expected {expected}: {what})",
+                "{method:<34} {:>2} round trips in {:>4} ms (expected {expected}: {what})",
                 counted.flights,
                 counted.took.as_millis()
             );
@@ -146,6 +147,38 @@ async fn store_writes_take_the_fewest_round_trips_their_reads_allow() {
 
     // create_user_by_admin: the admin's lock decides; the audit entry
     // needs the new user's id.
+    // find_or_create_oauth_user: both look-ups are pipelined; a first
+    // login then inserts.
+    let oauth = |id: &str| NewOAuthUser {
+        provider: "github".into(),
+        oauth_id: id.into(),
+        email: format!("{id}@example.com"),
+        display_name: "From GitHub".into(),
+        avatar_url: None,
+        email_verified: true,
+    };
+    let (_, created) = store
+        .find_or_create_oauth_user(oauth("gh1"))
+        .await
+        .expect("first oauth login");
+    assert!(created);
+    let (n, r) = counted(&proxy, store.find_or_create_oauth_user(oauth("gh2"))).await;
+    assert!(r.expect("oauth creation").1, "created");
+    tally.record(
+        "find_or_create_oauth_user (new)",
+        n,
+        4,
+        "BEGIN | identity + email look-ups | insert | COMMIT",
+    );
+    let (n, r) = counted(&proxy, store.find_or_create_oauth_user(oauth("gh2"))).await;
+    assert!(!r.expect("oauth login").1, "found");
+    tally.record(
+        "find_or_create_oauth_user (known)",
+        n,
+        3,
+        "BEGIN | identity + email look-ups | COMMIT",
+    );
+
     let request = meta();
     let by_admin = |email: &str| {
         let mut new = NewLocalUser::new(email, PW, "Made by an admin");
@@ -423,10 +456,8 @@ async fn a_failure_inside_a_pipelined_group_undoes_the_whole_group() {
     };
     let before = audits().await;
 
-    // The update of a display name that breaks the column's length check in
-    // the database (the store's own check allows 100 characters; the
-    // trigger below refuses any name starting with "refused") fails in the
-    // middle of update + audit; the audit entry sent after it must not stay.
+    // A failure at the start of a group: a trigger refuses the profile
+    // update, and the audit entry pipelined after it must not stay.
     client
         .batch_execute(
             "CREATE FUNCTION refuse_name() RETURNS trigger LANGUAGE plpgsql AS $$ \
@@ -463,12 +494,47 @@ async fn a_failure_inside_a_pipelined_group_undoes_the_whole_group() {
         .get(0);
     assert_eq!(name, ann.display_name);
 
+    // A failure at the end of a group: the block, the revocation and the
+    // session delete ran before the audit insert failed, and none stays.
+    let token = store
+        .issue_refresh_token(ann.id, chrono::Duration::days(1))
+        .await
+        .expect("token");
+    client
+        .batch_execute(
+            "CREATE FUNCTION refuse_block_entry() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN IF NEW.action = 'user_blocked' THEN \
+             RAISE EXCEPTION 'refused by the test'; END IF; RETURN NEW; END $$; \
+             CREATE TRIGGER refuse_block_entry BEFORE INSERT ON user_audit_log \
+             FOR EACH ROW EXECUTE FUNCTION refuse_block_entry()",
+        )
+        .await
+        .expect("audit trigger");
+    let refused = store.block_user(admin.id, ann.id, "spam", &meta()).await;
+    assert!(
+        matches!(refused, Err(Error::Database(_))),
+        "a refused audit entry fails the block: {refused:?}"
+    );
+    let still = store.user_by_id(ann.id).await.expect("ann");
+    assert!(!still.blocked(), "the block was rolled back");
+    store
+        .verify_refresh_token(token.token.expose())
+        .await
+        .expect("the revocation was rolled back");
+    assert_eq!(audits().await, before);
+
     // The same connection serves the next call, outside any transaction.
+    client
+        .batch_execute("DROP TRIGGER refuse_block_entry ON user_audit_log")
+        .await
+        .expect("drop trigger");
     let blocked = store
         .block_user(admin.id, ann.id, "spam", &meta())
         .await
-        .expect("block after the failure");
+        .expect("block after the failures");
     assert!(blocked.blocked());
     assert_eq!(audits().await, before + 1);
+    let refused = store.verify_refresh_token(token.token.expose()).await;
+    assert!(refused.is_err(), "the block revoked the token: {refused:?}");
     let _: UserId = blocked.id;
 }

@@ -105,10 +105,12 @@ async fn profile<C: Contender>(
                 .with_context(failed)?,
         );
     }
+    // The proxy runs without a latency here, so it counts no flights.
     let Traffic {
         statements,
         round_trips,
         prepared,
+        flights: _,
     } = proxy.take();
     let statements: Vec<String> = statements.iter().map(|s| canonical(s).to_owned()).collect();
     ensure!(

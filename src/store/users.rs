@@ -259,10 +259,16 @@ impl UserStore for PgStore {
             let created = self
                 .transaction(move |conn| {
                     Box::pin(async move {
-                        if let Some(user) = repo::find_by_oauth(conn, &provider, &oauth_id).await? {
+                        // Both look-ups in one round trip.
+                        let (by_identity, by_email) = join(
+                            repo::find_by_oauth(conn, &provider, &oauth_id),
+                            repo::find_by_email(conn, &email),
+                        )
+                        .await;
+                        if let Some(user) = by_identity? {
                             return Ok((user, false));
                         }
-                        if repo::find_by_email(conn, &email).await?.is_some() {
+                        if by_email?.is_some() {
                             return Err(Error::Conflict {
                                 constraint: "users_email_key".into(),
                             });
