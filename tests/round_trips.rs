@@ -1,8 +1,9 @@
-//! How many round trips each store write takes, counted on the wire: the
-//! store reaches its database through a proxy that holds every answer of
-//! the server back for `LATENCY`, as a distant server would, and counts the
-//! groups of messages the store sends with a pause of at least half that
-//! between them (the benchmark's wire proxy, `bench/src/wire.rs`).
+//! How many round trips the store's writes of more than one statement
+//! take, counted on the wire: the store reaches its database through a
+//! proxy that holds every answer of the server back for `LATENCY`, as a
+//! distant server would, and counts the groups of messages the store sends
+//! after an answer reached it and a pause of at least half that latency
+//! (the benchmark's wire proxy, `bench/src/wire.rs`).
 //!
 //! Each method runs once to prepare its statements on the store's one
 //! connection, then is counted on its second run. A transaction takes its
@@ -33,7 +34,7 @@ use wire::Proxy;
 
 /// What the proxy adds to every answer: far above the time a local server
 /// takes, so that each round trip shows as a pause on the wire.
-const LATENCY: Duration = Duration::from_millis(25);
+const LATENCY: Duration = Duration::from_millis(40);
 
 const PW: &str = "correct horse battery";
 const NEW_PW: &str = "a different horse battery";
@@ -145,8 +146,35 @@ async fn store_writes_take_the_fewest_round_trips_their_reads_allow() {
         "BEGIN | twin look-up + insert | COMMIT",
     );
 
-    // create_user_by_admin: the admin's lock decides; the audit entry
-    // needs the new user's id.
+    // authenticate: the attempt's count and the account's look-up are
+    // pipelined; the success is one statement.
+    store
+        .authenticate("ann@example.com", PW)
+        .await
+        .expect("login");
+    let (n, r) = counted(&proxy, store.authenticate("ann@example.com", PW)).await;
+    r.expect("login");
+    tally.record(
+        "authenticate",
+        n,
+        2,
+        "count attempt + user | clear count + record login",
+    );
+
+    // add_additional_role: reads the roles under a lock, then writes.
+    for role in ["beta", "gamma"] {
+        let (n, r) = counted(&proxy, store.add_additional_role(ann.id, role)).await;
+        r.expect("add role");
+        if role == "gamma" {
+            tally.record(
+                "add_additional_role",
+                n,
+                4,
+                "BEGIN | lock user | set roles | COMMIT",
+            );
+        }
+    }
+
     // find_or_create_oauth_user: both look-ups are pipelined; a first
     // login then inserts.
     let oauth = |id: &str| NewOAuthUser {
@@ -179,6 +207,8 @@ async fn store_writes_take_the_fewest_round_trips_their_reads_allow() {
         "BEGIN | identity + email look-ups | COMMIT",
     );
 
+    // create_user_by_admin: the admin's lock decides; the audit entry
+    // needs the new user's id.
     let request = meta();
     let by_admin = |email: &str| {
         let mut new = NewLocalUser::new(email, PW, "Made by an admin");
@@ -383,7 +413,7 @@ async fn store_writes_take_the_fewest_round_trips_their_reads_allow() {
         "reset_password",
         n,
         5,
-        "find token | BEGIN | lock user + lock request | 7 changes and the user | COMMIT",
+        "find token | BEGIN | lock user + lock request | 6 changes and the user | COMMIT",
     );
 
     let conversation = store
@@ -437,6 +467,19 @@ async fn store_writes_take_the_fewest_round_trips_their_reads_allow() {
     tally.check();
 }
 
+/// The error of a call a test trigger refused: the trigger's own error,
+/// not the "current transaction is aborted" of a statement pipelined after
+/// it.
+fn assert_refused<T: std::fmt::Debug>(result: &Result<T, Error>) {
+    match result {
+        Err(e @ Error::Database(_)) => assert!(
+            e.to_string().contains("refused by the test"),
+            "the cause, not a later statement's error: {e}"
+        ),
+        other => panic!("expected the trigger's database error, got {other:?}"),
+    }
+}
+
 /// A statement that fails in a pipelined group rolls the whole transaction
 /// back: the statements sent after it are not applied, and the connection
 /// is clean for the next call.
@@ -475,10 +518,7 @@ async fn a_failure_inside_a_pipelined_group_undoes_the_whole_group() {
     let refused = store
         .update_user_by_admin(admin.id, ann.id, &update, &meta())
         .await;
-    assert!(
-        matches!(refused, Err(Error::Database(_))),
-        "a refused update fails: {refused:?}"
-    );
+    assert_refused(&refused);
     assert_eq!(
         audits().await,
         before,
@@ -511,10 +551,7 @@ async fn a_failure_inside_a_pipelined_group_undoes_the_whole_group() {
         .await
         .expect("audit trigger");
     let refused = store.block_user(admin.id, ann.id, "spam", &meta()).await;
-    assert!(
-        matches!(refused, Err(Error::Database(_))),
-        "a refused audit entry fails the block: {refused:?}"
-    );
+    assert_refused(&refused);
     let still = store.user_by_id(ann.id).await.expect("ann");
     assert!(!still.blocked(), "the block was rolled back");
     store
@@ -523,9 +560,27 @@ async fn a_failure_inside_a_pipelined_group_undoes_the_whole_group() {
         .expect("the revocation was rolled back");
     assert_eq!(audits().await, before);
 
+    // A failure in the middle: the token revocation fails, and the error
+    // returned is its own, not that of the session delete after it.
+    client
+        .batch_execute(
+            "DROP TRIGGER refuse_block_entry ON user_audit_log; \
+             CREATE FUNCTION refuse_revoke() RETURNS trigger LANGUAGE plpgsql AS $$ \
+             BEGIN RAISE EXCEPTION 'refused by the test'; END $$; \
+             CREATE TRIGGER refuse_revoke BEFORE UPDATE ON refresh_tokens \
+             FOR EACH ROW EXECUTE FUNCTION refuse_revoke()",
+        )
+        .await
+        .expect("revoke trigger");
+    let refused = store.end_all_sessions(ann.id).await;
+    assert_refused(&refused);
+    let refused = store.block_user(admin.id, ann.id, "spam", &meta()).await;
+    assert_refused(&refused);
+    assert!(!store.user_by_id(ann.id).await.expect("ann").blocked());
+
     // The same connection serves the next call, outside any transaction.
     client
-        .batch_execute("DROP TRIGGER refuse_block_entry ON user_audit_log")
+        .batch_execute("DROP TRIGGER refuse_revoke ON refresh_tokens")
         .await
         .expect("drop trigger");
     let blocked = store
@@ -537,4 +592,44 @@ async fn a_failure_inside_a_pipelined_group_undoes_the_whole_group() {
     let refused = store.verify_refresh_token(token.token.expose()).await;
     assert!(refused.is_err(), "the block revoked the token: {refused:?}");
     let _: UserId = blocked.id;
+}
+
+/// Statements joined on a connection that has prepared none of them yet
+/// (each must be prepared before it runs) still run in the order joined:
+/// the first call of a fresh store deletes a user, whose audit entry,
+/// joined before the delete, references the user's row (a foreign key) and
+/// would fail if the delete overtook it.
+#[tokio::test]
+async fn statements_still_to_be_prepared_keep_their_order() {
+    let db = TestDb::migrated().await;
+    let setup = db.store().await;
+    let admin = user(&setup, "boss@example.com", Role::Superadmin).await;
+    let doomed = user(&setup, "doomed@example.com", Role::User).await;
+    drop(setup);
+
+    let fresh = db.one_connection_store().await;
+    fresh
+        .delete_user(admin.id, doomed.id, &meta())
+        .await
+        .expect("delete on a cold connection");
+    let client = db.client().await;
+    let row = client
+        .query_one(
+            "SELECT user_id IS NULL, details ->> 'email' FROM user_audit_log \
+             WHERE action = 'user_deleted'",
+            &[],
+        )
+        .await
+        .expect("the audit entry");
+    assert!(
+        row.get::<_, bool>(0),
+        "the entry lost its user with the row"
+    );
+    assert_eq!(row.get::<_, String>(1), "doomed@example.com");
+    let left: i64 = client
+        .query_one("SELECT count(*) FROM users", &[])
+        .await
+        .expect("users")
+        .get(0);
+    assert_eq!(left, 1, "only the admin is left");
 }

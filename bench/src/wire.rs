@@ -6,14 +6,17 @@
 //!
 //! Started with a latency ([`Proxy::with_latency`]), it holds every answer
 //! of the server back for that long, as a distant server would, and also
-//! counts the client's real round trips: a client that waits for an answer
-//! before it sends again is silent for at least the latency, while
-//! statements it pipelines leave together. The crate's tests include this
-//! file to count the store's round trips.
+//! counts the client's real round trips: a message starts a new one when
+//! an answer reached the client since its previous message and it came at
+//! least half the latency after that message. A client that waits for an
+//! answer before it sends again meets both; statements it pipelines leave
+//! together and meet neither. The crate's tests include this file to count
+//! the store's round trips.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
@@ -33,9 +36,9 @@ pub struct Traffic {
     pub statements: Vec<String>,
     /// `Sync` and simple `Query` messages.
     pub round_trips: u64,
-    /// Groups of client messages separated by at least half the proxy's
-    /// latency: the round trips the client waited for. Counted only when
-    /// the proxy has a latency.
+    /// The round trips the client waited for: groups of client messages
+    /// with an answer passed on between two groups, and at least half the
+    /// proxy's latency. Counted only when the proxy has a latency.
     pub flights: u64,
     /// The SQL of every statement prepared (`Parse`), in order.
     pub prepared: Vec<String>,
@@ -112,31 +115,37 @@ async fn relay(
     server.set_nodelay(true)?;
     let (client_in, mut client_out) = client.into_split();
     let (mut server_in, server_out) = server.into_split();
+    let answered = Arc::new(AtomicU64::new(0));
+    let passed_on = Arc::clone(&answered);
     let answers = tokio::spawn(async move {
         if latency.is_zero() {
             tokio::io::copy(&mut server_in, &mut client_out).await
         } else {
-            delayed_copy(server_in, client_out, latency).await
+            delayed_copy(server_in, client_out, latency, &passed_on).await
         }
     });
-    let result = inspect(client_in, server_out, &traffic, latency).await;
+    let result = inspect(client_in, server_out, &traffic, latency, &answered).await;
     answers.abort();
     result
 }
 
 /// Copies what the server sends to the client, each chunk `latency` after
-/// it arrived (so chunks keep their order and spacing).
+/// it arrived (so chunks keep their order and spacing), counting the chunks
+/// passed on in `answered`.
 async fn delayed_copy(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     latency: Duration,
+    answered: &Arc<AtomicU64>,
 ) -> io::Result<u64> {
     let (chunks, mut queued) = tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let answered = Arc::clone(answered);
     let writer = tokio::spawn(async move {
         let mut copied = 0_u64;
         while let Some((arrived, chunk)) = queued.recv().await {
             tokio::time::sleep_until(arrived + latency).await;
             to.write_all(&chunk).await?;
+            answered.fetch_add(1, Ordering::SeqCst);
             copied += chunk.len() as u64;
         }
         io::Result::Ok(copied)
@@ -158,6 +167,7 @@ async fn inspect(
     mut to: OwnedWriteHalf,
     traffic: &Mutex<Traffic>,
     latency: Duration,
+    answered: &AtomicU64,
 ) -> io::Result<()> {
     let mut from = BufReader::new(from);
     // Startup messages carry no type byte.
@@ -174,7 +184,7 @@ async fn inspect(
         }
     }
     let mut prepared: HashMap<String, String> = HashMap::new();
-    let mut last_sent: Option<Instant> = None;
+    let mut last_sent: Option<(Instant, u64)> = None;
     loop {
         let tag = match from.read_u8().await {
             Ok(tag) => tag,
@@ -182,8 +192,10 @@ async fn inspect(
             Err(e) => return Err(e),
         };
         if !latency.is_zero() {
-            let now = Instant::now();
-            if last_sent.is_none_or(|last| now - last >= latency / 2) {
+            let now = (Instant::now(), answered.load(Ordering::SeqCst));
+            let waited =
+                last_sent.is_none_or(|(at, answers)| now.1 != answers && now.0 - at >= latency / 2);
+            if waited {
                 traffic
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)

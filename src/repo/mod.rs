@@ -44,6 +44,16 @@
 //! input is the output of another cannot join it; nor can a `COMMIT`, which
 //! diesel-async sends only once the transaction's closure has returned.
 //!
+//! The order holds because every joined future sends its statement on its
+//! first poll, in join order, or queues for the statement cache on it; it
+//! rests on how diesel-async 0.9 prepares and sends, which it does not
+//! promise (`tests/round_trips.rs` checks it on a connection that has
+//! prepared nothing yet). So a function joined with others must send one
+//! statement, or join its own; one that awaits a statement and then sends
+//! another would send the second after everything joined behind it. A
+//! statement binding a custom SQL type looked up by name (none here) would
+//! resolve that type before queueing, and could be overtaken.
+//!
 //! Errors are Diesel's, converted with `?` into [`crate::Error`], which maps
 //! a lost connection to `Unavailable` and a named constraint to
 //! `Conflict`. Plain Diesel also works here unchanged: `as_select()` and

@@ -59,8 +59,9 @@ pub(crate) async fn lock_actor(conn: &AsyncPgConnection, actor: UserId) -> Resul
 /// neither's role or block can change until the action commits. Returns
 /// `(actor, target)`.
 ///
-/// Fails with [`Error::Forbidden`] when the actor does not exist, and
-/// [`Error::NotFound`] when the target does not.
+/// Fails with [`Error::Forbidden`] when the actor does not exist (whether
+/// or not the target does), and [`Error::NotFound`] when only the target
+/// does not.
 pub(crate) async fn lock_actor_and_target(
     conn: &AsyncPgConnection,
     actor: UserId,

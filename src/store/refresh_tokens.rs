@@ -247,8 +247,8 @@ impl RefreshTokenStore for PgStore {
                     )
                     .await;
                     match locked {
-                        Ok(_) => revoked,
-                        Err(Error::NotFound { .. }) => Ok(0),
+                        // An unknown user has no tokens: `revoked` is 0.
+                        Ok(_) | Err(Error::NotFound { .. }) => revoked,
                         Err(e) => Err(e),
                     }
                 })

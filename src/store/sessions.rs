@@ -215,9 +215,13 @@ pub(crate) async fn end_everywhere(
         repo::delete_all_of_user(conn, user),
     )
     .await;
+    // The first error in the order sent is the cause; a later one is only
+    // "current transaction is aborted".
+    let refresh_tokens = refresh_tokens?;
+    let sessions = sessions?;
     Ok(EndedSessions {
-        sessions: sessions?,
-        refresh_tokens: refresh_tokens?,
+        sessions,
+        refresh_tokens,
     })
 }
 

@@ -265,10 +265,11 @@ impl UserStore for PgStore {
                             repo::find_by_email(conn, &email),
                         )
                         .await;
-                        if let Some(user) = by_identity? {
+                        let (by_identity, by_email) = (by_identity?, by_email?);
+                        if let Some(user) = by_identity {
                             return Ok((user, false));
                         }
-                        if by_email?.is_some() {
+                        if by_email.is_some() {
                             return Err(Error::Conflict {
                                 constraint: "users_email_key".into(),
                             });
@@ -532,16 +533,22 @@ impl UserStore for PgStore {
             // The attempt is counted before any hash runs, in one statement
             // per attempt: concurrent attempts on one email are counted one
             // after another, so at most `max_failures` of them in a window
-            // ever reach the hash.
+            // ever reach the hash. The account's look-up is pipelined with
+            // the count (one round trip); a refused attempt never sees it.
             let attempt = {
                 let digest = digest.clone();
                 self.with_conn(move |conn| {
                     Box::pin(async move {
-                        let counted = login_repo::count_attempt(conn, &digest, window).await?;
+                        let (counted, found) = join(
+                            login_repo::count_attempt(conn, &digest, window),
+                            repo::find_by_email(conn, &email),
+                        )
+                        .await;
+                        let counted = counted?;
                         if over_limit(counted.0, limits.max_failures) {
                             return Ok(Err(counted.1));
                         }
-                        Ok(Ok(repo::find_by_email(conn, &email).await?))
+                        Ok(Ok(found?))
                     })
                 })
                 .await?
