@@ -45,6 +45,24 @@ pub async fn insert(mut conn: &AsyncPgConnection, row: &NewUserRow<'_>) -> Resul
         .await?)
 }
 
+/// Inserts a user under an id the caller chose (a random UUID, as the
+/// column's default would be) and returns the row: statements that refer
+/// to the new user can then be pipelined with the insert.
+///
+/// Fails as [`insert`] does, and with [`Error::Conflict`] on `users_pkey`
+/// when the id is taken.
+pub async fn insert_with_id(
+    mut conn: &AsyncPgConnection,
+    id: UserId,
+    row: &NewUserRow<'_>,
+) -> Result<User> {
+    Ok(diesel::insert_into(users::table)
+        .values((users::id.eq(id), row))
+        .returning(User::columns())
+        .get_result(&mut conn)
+        .await?)
+}
+
 /// Replaces every column `row` names (email, password hash, name, language,
 /// OAuth identity, verification, role, avatar, additional roles) of the user
 /// `id`, `None` writing NULL, and returns the row. Id, creation time, login

@@ -23,6 +23,7 @@ use diesel_async::AsyncPgConnection;
 use futures_util::future::{join, join3};
 use pronghorn_db_macros::store_part;
 use serde_json::json;
+use uuid::Uuid;
 
 /// `users.language_preference` is VARCHAR(10).
 const LANGUAGE_MAX: usize = 10;
@@ -126,11 +127,13 @@ fn check_local(new: &NewLocalUser) -> Result<CheckedLocal> {
     })
 }
 
-/// Inserts the user inside the caller's transaction, which the caller rolls
-/// back on `Err`. The look-up and the insert are pipelined (one round trip):
-/// when the look-up finds a twin, the insert is undone by that rollback.
+/// Inserts the user under `id` inside the caller's transaction, which the
+/// caller rolls back on `Err`. The look-up and the insert are pipelined (one
+/// round trip): when the look-up finds a twin, the insert is undone by that
+/// rollback.
 async fn insert_local(
     conn: &AsyncPgConnection,
+    id: UserId,
     c: &CheckedLocal,
     new: &NewLocalUser,
     hash: &str,
@@ -149,7 +152,7 @@ async fn insert_local(
     };
     let (twin, inserted) = join(
         repo::find_by_email(conn, &c.email),
-        repo::insert(conn, &row),
+        repo::insert_with_id(conn, id, &row),
     )
     .await;
     // Emails are unique ignoring case; the constraint itself only sees
@@ -187,7 +190,9 @@ impl UserStore for PgStore {
             let checked = check_local(&new)?;
             let hash = self.passwords().hash(&new.password).await?;
             self.transaction(move |conn| {
-                Box::pin(async move { insert_local(conn, &checked, &new, &hash).await })
+                Box::pin(async move {
+                    insert_local(conn, UserId(Uuid::new_v4()), &checked, &new, &hash).await
+                })
             })
             .await
         })
@@ -211,18 +216,25 @@ impl UserStore for PgStore {
                 Box::pin(async move {
                     let admin = lock_actor(conn, actor).await?;
                     authorize(&admin, Some(new.role.as_str()), Some(new.role))?;
-                    let user = insert_local(conn, &checked, &new, &hash).await?;
+                    // The id is chosen here, so that the audit entry naming
+                    // the new user goes in the insert's round trip.
+                    let id = UserId(Uuid::new_v4());
                     let details =
                         json!({ "role": new.role.as_str(), "email_verified": new.email_verified });
-                    audit(
-                        conn,
-                        AuditAction::UserCreatedByAdmin,
-                        Some(user.id),
-                        Some(actor),
-                        details,
-                        &meta,
+                    let (user, audited) = join(
+                        insert_local(conn, id, &checked, &new, &hash),
+                        audit(
+                            conn,
+                            AuditAction::UserCreatedByAdmin,
+                            Some(id),
+                            Some(actor),
+                            details,
+                            &meta,
+                        ),
                     )
-                    .await?;
+                    .await;
+                    let user = user?;
+                    audited?;
                     Ok(user)
                 })
             })
