@@ -138,7 +138,33 @@ pub(crate) trait RenderOnce: Sized {
 
 impl<Q: QueryFragment<Pg> + QueryId> RenderOnce for Q {}
 
-type Texts = std::collections::HashMap<std::any::TypeId, &'static str>;
+/// A map keyed by a Rust type: the key is already a hash, so it is used
+/// as it is, instead of hashing it again with SipHash on every query.
+pub(crate) type ByType<V> =
+    std::collections::HashMap<std::any::TypeId, V, std::hash::BuildHasherDefault<TypeIdHasher>>;
+
+/// The hasher of [`ByType`]: keeps the `u64` a `TypeId` writes (and folds
+/// anything else it is given, FNV-style, so that it stays correct).
+#[derive(Default)]
+pub(crate) struct TypeIdHasher(u64);
+
+impl std::hash::Hasher for TypeIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n;
+    }
+}
+
+type Texts = ByType<&'static str>;
 
 /// The texts of statement types rendered so far: one per statement type in
 /// the code, so a bounded set, kept for the life of the process.
@@ -201,6 +227,22 @@ mod tests {
     use super::*;
     use crate::schema::users;
     use diesel::prelude::*;
+
+    #[test]
+    fn a_map_by_type_tells_types_apart() {
+        use std::any::TypeId;
+        let mut map: ByType<&str> = ByType::default();
+        map.insert(TypeId::of::<u8>(), "u8");
+        map.insert(TypeId::of::<u16>(), "u16");
+        map.insert(TypeId::of::<users::table>(), "users");
+        map.insert(TypeId::of::<(u8, u16)>(), "pair");
+        assert_eq!(map.get(&TypeId::of::<u8>()), Some(&"u8"));
+        assert_eq!(map.get(&TypeId::of::<u16>()), Some(&"u16"));
+        assert_eq!(map.get(&TypeId::of::<users::table>()), Some(&"users"));
+        assert_eq!(map.get(&TypeId::of::<(u8, u16)>()), Some(&"pair"));
+        assert_eq!(map.get(&TypeId::of::<u32>()), None);
+        assert_eq!(map.len(), 4);
+    }
 
     /// An update whose changeset skips `None` fields: its text depends on
     /// which fields are set.

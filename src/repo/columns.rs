@@ -15,7 +15,6 @@ use diesel::pg::Pg;
 use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::{QueryResult, Selectable, SelectableHelper};
 use std::any::TypeId;
-use std::collections::HashMap;
 use std::sync::{OnceLock, RwLock};
 
 /// A model's select list, with its SQL text rendered once. Wherever the
@@ -50,7 +49,7 @@ fn render<E: QueryFragment<Pg>>(selection: &E) -> Option<String> {
 /// type and kept for the life of the process (there are as many as there
 /// are models), so that a lookup is all a query pays.
 fn rendered_text<T: 'static, E: QueryFragment<Pg>>(selection: &E) -> Option<&'static str> {
-    type Texts = HashMap<TypeId, Option<&'static str>>;
+    type Texts = super::cache_by_sql::ByType<Option<&'static str>>;
     static TEXTS: OnceLock<RwLock<Texts>> = OnceLock::new();
     let texts = TEXTS.get_or_init(Default::default);
     let key = TypeId::of::<T>();
