@@ -161,17 +161,20 @@ async fn store_writes_take_the_fewest_round_trips_their_reads_allow() {
         "count attempt + user | clear count + record login",
     );
 
-    // add_additional_role: reads the roles under a lock, then writes.
+    // add_additional_role and remove_additional_role: one UPDATE each.
     for role in ["beta", "gamma"] {
         let (n, r) = counted(&proxy, store.add_additional_role(ann.id, role)).await;
         r.expect("add role");
         if role == "gamma" {
-            tally.record(
-                "add_additional_role",
-                n,
-                4,
-                "BEGIN | lock user | set roles | COMMIT",
-            );
+            tally.record("add_additional_role", n, 1, "append unless present");
+        }
+    }
+    for role in ["beta", "gamma"] {
+        let (n, r) = counted(&proxy, store.remove_additional_role(ann.id, role)).await;
+        let roles = r.expect("remove role").additional_roles;
+        if role == "gamma" {
+            assert_eq!(roles, Some(serde_json::json!([])));
+            tally.record("remove_additional_role", n, 1, "remove when present");
         }
     }
 

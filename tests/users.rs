@@ -1147,3 +1147,62 @@ async fn an_admin_demoted_while_acting_never_acts_as_a_user() {
     assert!(matches!(result, Err(Error::Forbidden { .. })), "{result:?}");
     assert!(!store.user_by_id(target.id).await.expect("target").blocked());
 }
+
+/// Adding and removing a role is one `UPDATE` of the JSON array in the
+/// database: a NULL list (as template-era rows may hold) counts as empty,
+/// entries the store did not write are kept, and two concurrent additions
+/// of different roles both stay.
+#[tokio::test]
+async fn role_changes_keep_what_else_the_list_holds() {
+    let db = TestDb::migrated().await;
+    let store = db.store().await;
+    let u = user(&store, "roles@example.com", Role::User).await;
+    let client = db.client().await;
+    client
+        .execute(
+            "UPDATE users SET additional_roles = NULL WHERE email = 'roles@example.com'",
+            &[],
+        )
+        .await
+        .expect("null list");
+    let added = store.add_additional_role(u.id, "beta").await.expect("add");
+    assert_eq!(added.additional_roles, Some(serde_json::json!(["beta"])));
+
+    client
+        .execute(
+            "UPDATE users SET additional_roles = '[\"beta\", {\"legacy\": 1}]' \
+             WHERE email = 'roles@example.com'",
+            &[],
+        )
+        .await
+        .expect("legacy entry");
+    let added = store.add_additional_role(u.id, "gamma").await.expect("add");
+    assert_eq!(
+        added.additional_roles,
+        Some(serde_json::json!(["beta", {"legacy": 1}, "gamma"]))
+    );
+    let removed = store
+        .remove_additional_role(u.id, "beta")
+        .await
+        .expect("remove");
+    assert_eq!(
+        removed.additional_roles,
+        Some(serde_json::json!([{"legacy": 1}, "gamma"]))
+    );
+
+    let (a, b) = tokio::join!(
+        store.add_additional_role(u.id, "one"),
+        store.add_additional_role(u.id, "two")
+    );
+    a.expect("one");
+    b.expect("two");
+    let roles = store
+        .user_by_id(u.id)
+        .await
+        .expect("user")
+        .additional_roles
+        .expect("roles");
+    let roles = roles.as_array().expect("an array");
+    assert!(roles.contains(&serde_json::json!("one")), "{roles:?}");
+    assert!(roles.contains(&serde_json::json!("two")), "{roles:?}");
+}

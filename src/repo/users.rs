@@ -4,13 +4,15 @@
 use super::cache_by_sql::{KeepPrepared, RenderOnce};
 use super::columns::Rendered;
 use crate::error::{Error, Result};
-use crate::functions::{coalesce_nullable_varchar, coalesce_ts, coalesce_varchar, lower};
+use crate::functions::{
+    coalesce_jsonb, coalesce_nullable_varchar, coalesce_ts, coalesce_varchar, lower,
+};
 use crate::models::{NewUserRow, ProfileChanges};
 use crate::models::{User, UserFilter, UserId};
 use crate::page::Cursor;
 use crate::schema::users;
 use chrono::{DateTime, Utc};
-use diesel::dsl::case_when;
+use diesel::dsl::{case_when, not};
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Nullable, Varchar};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -310,20 +312,51 @@ pub async fn set_email_verified(mut conn: &AsyncPgConnection, id: UserId) -> Res
         .ok_or_else(not_found)
 }
 
-/// Replaces the additional roles and returns the row. Fails with [`Error::NotFound`].
-pub async fn set_additional_roles(
+/// Appends `role` to the user's additional roles unless it is there
+/// already, in one statement, and returns the changed row: `None` when the
+/// role was there (nothing is written) or the user does not exist. Other
+/// entries of the JSON array are kept as they are; a NULL list counts as
+/// empty.
+pub async fn add_additional_role(
     mut conn: &AsyncPgConnection,
     id: UserId,
-    roles: &[String],
-) -> Result<User> {
-    diesel::update(users::table.find(id))
-        .set(users::additional_roles.eq(serde_json::json!(roles)))
-        .returning(User::columns())
-        .keep_prepared()
-        .get_result(&mut conn)
-        .await
-        .optional()?
-        .ok_or_else(not_found)
+    role: &str,
+) -> Result<Option<User>> {
+    let entry = serde_json::json!([role]);
+    let roles = || coalesce_jsonb(users::additional_roles, serde_json::json!([]));
+    Ok(diesel::update(
+        users::table
+            .find(id)
+            .filter(not(roles().contains(entry.clone()))),
+    )
+    .set(users::additional_roles.eq(roles().concat(entry).nullable()))
+    .returning(User::columns())
+    .keep_prepared()
+    .get_result(&mut conn)
+    .await
+    .optional()?)
+}
+
+/// Removes every `role` entry from the user's additional roles when there
+/// is one, in one statement, and returns the changed row: `None` when the
+/// role was not there (nothing is written) or the user does not exist.
+pub async fn remove_additional_role(
+    mut conn: &AsyncPgConnection,
+    id: UserId,
+    role: &str,
+) -> Result<Option<User>> {
+    let entry = serde_json::json!([role]);
+    Ok(diesel::update(
+        users::table
+            .find(id)
+            .filter(users::additional_roles.contains(entry)),
+    )
+    .set(users::additional_roles.eq(users::additional_roles.remove(role)))
+    .returning(User::columns())
+    .keep_prepared()
+    .get_result(&mut conn)
+    .await
+    .optional()?)
 }
 
 /// Sets the role and returns the row. Fails with [`Error::NotFound`].

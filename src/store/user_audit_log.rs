@@ -87,24 +87,6 @@ pub(crate) async fn audit(
     Ok(())
 }
 
-/// [`audit`] when `wanted`, and nothing otherwise: lets a caller pipeline
-/// an entry that only some changes write beside the change itself.
-pub(crate) async fn audit_if(
-    wanted: bool,
-    conn: &AsyncPgConnection,
-    action: AuditAction,
-    user: Option<UserId>,
-    actor: Option<UserId>,
-    details: serde_json::Value,
-    meta: &RequestMeta,
-) -> Result<()> {
-    if wanted {
-        audit(conn, action, user, actor, details, meta).await
-    } else {
-        Ok(())
-    }
-}
-
 /// Reading the audit log (entries are only ever appended, by the store).
 #[store_part]
 impl AuditStore for PgStore {

@@ -5,7 +5,7 @@
 use super::pg::ReadFrom;
 use super::policy::{authorize, lock_actor, lock_actor_and_target};
 use super::sessions::end_everywhere;
-use super::user_audit_log::{audit, audit_if, AuditAction};
+use super::user_audit_log::{audit, AuditAction};
 use super::PgStore;
 use crate::error::{Error, Result};
 use crate::models::{
@@ -20,7 +20,7 @@ use crate::repo::sessions as sessions_repo;
 use crate::repo::users as repo;
 use crate::validate;
 use diesel_async::AsyncPgConnection;
-use futures_util::future::{join, join3};
+use futures_util::future::{join, join3, OptionFuture};
 use pronghorn_db_macros::store_part;
 use serde_json::json;
 use uuid::Uuid;
@@ -163,6 +163,31 @@ async fn insert_local(
         });
     }
     inserted
+}
+
+/// Deletes `user` (locked by the caller's transaction) and its sessions,
+/// with the audit entry of `action` by `actor` naming its email, in one
+/// round trip. The entry is written before the delete (pipelined statements
+/// run in the order sent); the row's user_id then becomes NULL (ON DELETE
+/// SET NULL) and the email stays. Sessions are deleted by hand: `session`
+/// is connect-pg-simple's, with no foreign key.
+async fn delete_with_entry(
+    conn: &AsyncPgConnection,
+    user: &User,
+    action: AuditAction,
+    actor: UserId,
+    meta: &RequestMeta,
+) -> Result<()> {
+    let details = json!({ "email": user.email });
+    let (audited, sessions, deleted) = join3(
+        audit(conn, action, Some(user.id), Some(actor), details, meta),
+        sessions_repo::delete_all_of_user(conn, user.id),
+        repo::delete(conn, user.id),
+    )
+    .await;
+    audited?;
+    sessions?;
+    deleted
 }
 
 fn not_found_user(e: Error) -> Error {
@@ -391,22 +416,25 @@ impl UserStore for PgStore {
             self.transaction(move |conn| {
                 Box::pin(async move {
                     let changes = checked.changes();
-                    let details = json!({ "fields": changes.fields() });
-                    let (user, audited) = join(
-                        repo::update_profile(conn, id, &changes),
-                        audit_if(
-                            !changes.is_empty(),
+                    // The entry only when something changed.
+                    let entry = (!changes.is_empty()).then(|| {
+                        let details = json!({ "fields": changes.fields() });
+                        audit(
                             conn,
                             AuditAction::ProfileUpdated,
                             Some(id),
                             Some(id),
                             details,
                             &meta,
-                        ),
+                        )
+                    });
+                    let (user, audited) = join(
+                        repo::update_profile(conn, id, &changes),
+                        OptionFuture::from(entry),
                     )
                     .await;
                     let user = user?;
-                    audited?;
+                    audited.transpose()?;
                     Ok(user)
                 })
             })
@@ -432,22 +460,25 @@ impl UserStore for PgStore {
                     let (admin, target) = lock_actor_and_target(conn, actor, id).await?;
                     authorize(&admin, target.role.as_deref(), None)?;
                     let changes = checked.changes();
-                    let details = json!({ "fields": changes.fields() });
-                    let (user, audited) = join(
-                        repo::update_profile(conn, id, &changes),
-                        audit_if(
-                            !changes.is_empty(),
+                    // The entry only when something changed.
+                    let entry = (!changes.is_empty()).then(|| {
+                        let details = json!({ "fields": changes.fields() });
+                        audit(
                             conn,
                             AuditAction::UserUpdatedByAdmin,
                             Some(id),
                             Some(actor),
                             details,
                             &meta,
-                        ),
+                        )
+                    });
+                    let (user, audited) = join(
+                        repo::update_profile(conn, id, &changes),
+                        OptionFuture::from(entry),
                     )
                     .await;
                     let user = user?;
-                    audited?;
+                    audited.transpose()?;
                     Ok(user)
                 })
             })
@@ -675,40 +706,36 @@ impl UserStore for PgStore {
         })
     }
 
-    /// Adds an additional role name (no effect when present).
+    /// Adds an additional role name (no effect when present): one statement
+    /// (a second reads the user back when the role was there).
     /// Fails with [`Error::NotFound`].
     async fn add_additional_role(&self, id: UserId, role: &str) -> Result<User> {
         observed!(self.slow(), "add_additional_role", async {
             let role = validate::required("additional_roles", role, EXTRA_ROLE_MAX)?.to_owned();
-            self.transaction(move |conn| {
+            self.with_conn(move |conn| {
                 Box::pin(async move {
-                    let user = repo::lock_by_id(conn, id).await?;
-                    let mut roles = extra_roles(&user);
-                    if roles.contains(&role) {
-                        return Ok(user);
+                    match repo::add_additional_role(conn, id, &role).await? {
+                        Some(user) => Ok(user),
+                        None => repo::find_by_id(conn, id).await,
                     }
-                    roles.push(role);
-                    repo::set_additional_roles(conn, id, &roles).await
                 })
             })
             .await
         })
     }
 
-    /// Removes an additional role name (no effect when absent).
+    /// Removes an additional role name (no effect when absent): one
+    /// statement (a second reads the user back when the role was absent).
     /// Fails with [`Error::NotFound`].
     async fn remove_additional_role(&self, id: UserId, role: &str) -> Result<User> {
         observed!(self.slow(), "remove_additional_role", async {
             let role = validate::required("additional_roles", role, EXTRA_ROLE_MAX)?.to_owned();
-            self.transaction(move |conn| {
+            self.with_conn(move |conn| {
                 Box::pin(async move {
-                    let user = repo::lock_by_id(conn, id).await?;
-                    let roles = extra_roles(&user);
-                    if !roles.contains(&role) {
-                        return Ok(user);
+                    match repo::remove_additional_role(conn, id, &role).await? {
+                        Some(user) => Ok(user),
+                        None => repo::find_by_id(conn, id).await,
                     }
-                    let kept: Vec<String> = roles.into_iter().filter(|r| *r != role).collect();
-                    repo::set_additional_roles(conn, id, &kept).await
                 })
             })
             .await
@@ -855,27 +882,7 @@ impl UserStore for PgStore {
                 Box::pin(async move {
                     let (admin, user) = lock_actor_and_target(conn, actor, target).await?;
                     authorize(&admin, user.role.as_deref(), None)?;
-                    // Written before the delete (pipelined statements run
-                    // in the order sent); the row's user_id then becomes
-                    // NULL (ON DELETE SET NULL) and the email stays.
-                    // Sessions are deleted by hand: `session` is
-                    // connect-pg-simple's, with no foreign key.
-                    let (audited, sessions, deleted) = join3(
-                        audit(
-                            conn,
-                            AuditAction::UserDeleted,
-                            Some(target),
-                            Some(actor),
-                            json!({ "email": user.email }),
-                            &meta,
-                        ),
-                        sessions_repo::delete_all_of_user(conn, target),
-                        repo::delete(conn, target),
-                    )
-                    .await;
-                    audited?;
-                    sessions?;
-                    deleted
+                    delete_with_entry(conn, &user, AuditAction::UserDeleted, actor, &meta).await
                 })
             })
             .await
@@ -891,23 +898,7 @@ impl UserStore for PgStore {
             self.transaction(move |conn| {
                 Box::pin(async move {
                     let user = repo::lock_by_id(conn, id).await?;
-                    // As in `delete_user`: in order, in one round trip.
-                    let (audited, sessions, deleted) = join3(
-                        audit(
-                            conn,
-                            AuditAction::AccountSelfDeleted,
-                            Some(id),
-                            Some(id),
-                            json!({ "email": user.email }),
-                            &meta,
-                        ),
-                        sessions_repo::delete_all_of_user(conn, id),
-                        repo::delete(conn, id),
-                    )
-                    .await;
-                    audited?;
-                    sessions?;
-                    deleted
+                    delete_with_entry(conn, &user, AuditAction::AccountSelfDeleted, id, &meta).await
                 })
             })
             .await
@@ -926,18 +917,6 @@ impl UserStore for PgStore {
                 .collect())
         })
     }
-}
-
-fn extra_roles(user: &User) -> Vec<String> {
-    user.additional_roles
-        .as_ref()
-        .and_then(|v| v.as_array())
-        .map(|a| {
-            a.iter()
-                .filter_map(|r| r.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The email's key in `login_failures`: the SHA-256 hex of the normalised
