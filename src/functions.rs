@@ -102,6 +102,12 @@ diesel::define_sql_function! {
 }
 
 diesel::define_sql_function! {
+    /// SQL `jsonb_typeof(jsonb)`: `array`, `object`, `string`, `number`,
+    /// `boolean` or `null` (NULL for SQL NULL).
+    fn jsonb_typeof(x: Nullable<Jsonb>) -> Nullable<Text>;
+}
+
+diesel::define_sql_function! {
     /// SQL `clock_timestamp()`: the wall-clock time when it is evaluated
     /// (unlike `now()`, which is fixed at the start of the transaction).
     fn clock_timestamp() -> Timestamptz;

@@ -1149,13 +1149,15 @@ async fn an_admin_demoted_while_acting_never_acts_as_a_user() {
 }
 
 /// Adding and removing a role is one `UPDATE` of the JSON array in the
-/// database: a NULL list (as template-era rows may hold) counts as empty,
-/// entries the store did not write are kept, and two concurrent additions
-/// of different roles both stay.
+/// database: a column holding no array (SQL NULL, JSON `null`, a stray
+/// string or object, as template-era rows may) counts as an empty list, so
+/// a stray `"admin"` never becomes a role; entries the store did not write
+/// are kept; and an addition waiting on a row lock keeps what the lock's
+/// holder added.
 #[tokio::test]
 async fn role_changes_keep_what_else_the_list_holds() {
     let db = TestDb::migrated().await;
-    let store = db.store().await;
+    let store = Arc::new(db.store().await);
     let u = user(&store, "roles@example.com", Role::User).await;
     let client = db.client().await;
     client
@@ -1167,6 +1169,29 @@ async fn role_changes_keep_what_else_the_list_holds() {
         .expect("null list");
     let added = store.add_additional_role(u.id, "beta").await.expect("add");
     assert_eq!(added.additional_roles, Some(serde_json::json!(["beta"])));
+    for stray in ["'null'", "'\"admin\"'", "'{\"admin\": true}'"] {
+        client
+            .execute(
+                &format!(
+                    "UPDATE users SET additional_roles = {stray}::jsonb \
+                     WHERE email = 'roles@example.com'"
+                ),
+                &[],
+            )
+            .await
+            .expect("stray value");
+        let removed = store
+            .remove_additional_role(u.id, "admin")
+            .await
+            .expect("remove from a stray value");
+        assert!(removed.additional_roles.is_some(), "left as it was");
+        let added = store.add_additional_role(u.id, "beta").await.expect("add");
+        assert_eq!(
+            added.additional_roles,
+            Some(serde_json::json!(["beta"])),
+            "{stray} counts as an empty list"
+        );
+    }
 
     client
         .execute(
@@ -1190,12 +1215,30 @@ async fn role_changes_keep_what_else_the_list_holds() {
         Some(serde_json::json!([{"legacy": 1}, "gamma"]))
     );
 
-    let (a, b) = tokio::join!(
-        store.add_additional_role(u.id, "one"),
-        store.add_additional_role(u.id, "two")
-    );
-    a.expect("one");
-    b.expect("two");
+    // Another transaction holds the row and adds "one"; the store's
+    // addition of "two" waits, then applies to the row as committed.
+    let mut holder = db.client().await;
+    let tx = holder.transaction().await.expect("begin");
+    tx.execute(
+        "SELECT 1 FROM users WHERE email = 'roles@example.com' FOR UPDATE",
+        &[],
+    )
+    .await
+    .expect("lock");
+    let adding = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.add_additional_role(u.id, "two").await })
+    };
+    common::until_waiting(&client, 1).await;
+    tx.execute(
+        "UPDATE users SET additional_roles = additional_roles || '[\"one\"]' \
+         WHERE email = 'roles@example.com'",
+        &[],
+    )
+    .await
+    .expect("add one");
+    tx.commit().await.expect("commit");
+    adding.await.expect("task").expect("two");
     let roles = store
         .user_by_id(u.id)
         .await

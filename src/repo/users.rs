@@ -5,7 +5,7 @@ use super::cache_by_sql::{KeepPrepared, RenderOnce};
 use super::columns::Rendered;
 use crate::error::{Error, Result};
 use crate::functions::{
-    coalesce_jsonb, coalesce_nullable_varchar, coalesce_ts, coalesce_varchar, lower,
+    coalesce_nullable_varchar, coalesce_ts, coalesce_varchar, jsonb_typeof, lower,
 };
 use crate::models::{NewUserRow, ProfileChanges};
 use crate::models::{User, UserFilter, UserId};
@@ -14,7 +14,7 @@ use crate::schema::users;
 use chrono::{DateTime, Utc};
 use diesel::dsl::{case_when, not};
 use diesel::prelude::*;
-use diesel::sql_types::{Bool, Nullable, Varchar};
+use diesel::sql_types::{Bool, Jsonb, Nullable, Varchar};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 /// A user listing is ordered newest first; rows whose `created_at` is NULL
@@ -315,21 +315,28 @@ pub async fn set_email_verified(mut conn: &AsyncPgConnection, id: UserId) -> Res
 /// Appends `role` to the user's additional roles unless it is there
 /// already, in one statement, and returns the changed row: `None` when the
 /// role was there (nothing is written) or the user does not exist. Other
-/// entries of the JSON array are kept as they are; a NULL list counts as
-/// empty.
+/// entries of the JSON array are kept as they are; a column that holds no
+/// JSON array (SQL NULL, JSON `null`, a string, an object) counts as an
+/// empty list and is replaced, so a stray scalar never becomes a role.
 pub async fn add_additional_role(
     mut conn: &AsyncPgConnection,
     id: UserId,
     role: &str,
 ) -> Result<Option<User>> {
     let entry = serde_json::json!([role]);
-    let roles = || coalesce_jsonb(users::additional_roles, serde_json::json!([]));
+    let roles = || {
+        case_when(
+            jsonb_typeof(users::additional_roles).eq("array"),
+            users::additional_roles,
+        )
+        .otherwise(serde_json::json!([]).into_sql::<Nullable<Jsonb>>())
+    };
     Ok(diesel::update(
         users::table
             .find(id)
             .filter(not(roles().contains(entry.clone()))),
     )
-    .set(users::additional_roles.eq(roles().concat(entry).nullable()))
+    .set(users::additional_roles.eq(roles().concat(entry)))
     .returning(User::columns())
     .keep_prepared()
     .get_result(&mut conn)
@@ -339,7 +346,8 @@ pub async fn add_additional_role(
 
 /// Removes every `role` entry from the user's additional roles when there
 /// is one, in one statement, and returns the changed row: `None` when the
-/// role was not there (nothing is written) or the user does not exist.
+/// role was not there (nothing is written; a column holding no JSON array
+/// holds no role) or the user does not exist.
 pub async fn remove_additional_role(
     mut conn: &AsyncPgConnection,
     id: UserId,

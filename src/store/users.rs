@@ -706,8 +706,10 @@ impl UserStore for PgStore {
         })
     }
 
-    /// Adds an additional role name (no effect when present): one statement
-    /// (a second reads the user back when the role was there).
+    /// Adds an additional role name (no effect when present): one
+    /// statement, no transaction. When the role was there already, a second
+    /// statement reads the user back (a removal landing in between would
+    /// show). A column holding no JSON array counts as an empty list.
     /// Fails with [`Error::NotFound`].
     async fn add_additional_role(&self, id: UserId, role: &str) -> Result<User> {
         observed!(self.slow(), "add_additional_role", async {
@@ -725,8 +727,8 @@ impl UserStore for PgStore {
     }
 
     /// Removes an additional role name (no effect when absent): one
-    /// statement (a second reads the user back when the role was absent).
-    /// Fails with [`Error::NotFound`].
+    /// statement, no transaction. When the role was absent, a second
+    /// statement reads the user back. Fails with [`Error::NotFound`].
     async fn remove_additional_role(&self, id: UserId, role: &str) -> Result<User> {
         observed!(self.slow(), "remove_additional_role", async {
             let role = validate::required("additional_roles", role, EXTRA_ROLE_MAX)?.to_owned();
