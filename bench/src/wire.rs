@@ -121,7 +121,7 @@ async fn relay(
         if latency.is_zero() {
             tokio::io::copy(&mut server_in, &mut client_out).await
         } else {
-            delayed_copy(server_in, client_out, latency, &passed_on).await
+            delayed_copy(server_in, client_out, latency, passed_on).await
         }
     });
     let result = inspect(client_in, server_out, &traffic, latency, &answered).await;
@@ -136,10 +136,9 @@ async fn delayed_copy(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     latency: Duration,
-    answered: &Arc<AtomicU64>,
+    answered: Arc<AtomicU64>,
 ) -> io::Result<u64> {
     let (chunks, mut queued) = tokio::sync::mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
-    let answered = Arc::clone(answered);
     let writer = tokio::spawn(async move {
         let mut copied = 0_u64;
         while let Some((arrived, chunk)) = queued.recv().await {

@@ -35,16 +35,12 @@ fn not_found() -> Error {
     Error::NotFound { entity: "user" }
 }
 
-/// Inserts a user and returns the row.
+/// Inserts a user under a new random id and returns the row.
 ///
 /// Fails with [`Error::Conflict`] on `users_email_key` (email taken) or
 /// `unique_oauth` (OAuth identity taken).
-pub async fn insert(mut conn: &AsyncPgConnection, row: &NewUserRow<'_>) -> Result<User> {
-    Ok(diesel::insert_into(users::table)
-        .values(row)
-        .returning(User::columns())
-        .get_result(&mut conn)
-        .await?)
+pub async fn insert(conn: &AsyncPgConnection, row: &NewUserRow<'_>) -> Result<User> {
+    insert_with_id(conn, UserId(uuid::Uuid::new_v4()), row).await
 }
 
 /// Inserts a user under an id the caller chose (a random UUID, as the

@@ -19,7 +19,7 @@ use crate::repo::users as users_repo;
 use crate::token::{Token, TokenDigest};
 use crate::validate::{self, interval};
 use chrono::{DateTime, Duration, Utc};
-use futures_util::future::{join, join3, join4};
+use futures_util::future::{join, join3};
 use pronghorn_db_macros::store_part;
 use serde_json::json;
 
@@ -298,32 +298,30 @@ impl PasswordResetStore for PgStore {
                     }
                     let request = found.row.id;
                     // Every change in one round trip, run in this order.
-                    let (changes, ended, user) = join3(
-                        async {
-                            let (hashed, used, others, audited) = join4(
-                                users_repo::set_password_hash(conn, id, &hash),
-                                repo::mark_used(conn, request),
-                                repo::expire_others_of_user(conn, id, request),
-                                audit(
-                                    conn,
-                                    AuditAction::PasswordReset,
-                                    Some(id),
-                                    Some(id),
-                                    json!({ "requestId": request }),
-                                    &meta,
-                                ),
-                            )
-                            .await;
-                            hashed?;
-                            used?;
-                            others?;
-                            audited
-                        },
-                        end_everywhere(conn, id),
-                        users_repo::find_by_id(conn, id),
+                    let ((hashed, used, others), (audited, ended, user)) = join(
+                        join3(
+                            users_repo::set_password_hash(conn, id, &hash),
+                            repo::mark_used(conn, request),
+                            repo::expire_others_of_user(conn, id, request),
+                        ),
+                        join3(
+                            audit(
+                                conn,
+                                AuditAction::PasswordReset,
+                                Some(id),
+                                Some(id),
+                                json!({ "requestId": request }),
+                                &meta,
+                            ),
+                            end_everywhere(conn, id),
+                            users_repo::find_by_id(conn, id),
+                        ),
                     )
                     .await;
-                    changes?;
+                    hashed?;
+                    used?;
+                    others?;
+                    audited?;
                     ended?;
                     user
                 })
