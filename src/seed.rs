@@ -11,7 +11,6 @@ use crate::store::PgStore;
 use crate::store::RoleCount;
 use diesel_async::AsyncPgConnection;
 use serde_json::json;
-use uuid::Uuid;
 
 /// The seed password used when `SEED_PASSWORD` is not set. Development only:
 /// a plain seed in production refuses it.
@@ -223,9 +222,7 @@ async fn take_over(
     let sessions_ended = crate::repo::sessions::delete_all_of_user(conn, account.id).await?;
     let refresh_tokens_revoked =
         crate::repo::refresh_tokens::revoke_all_of_user(conn, account.id).await?;
-    // No request has the nil id, so this ends every pending reset.
-    crate::repo::password_reset_requests::expire_others_of_user(conn, account.id, Uuid::nil())
-        .await?;
+    crate::repo::password_reset_requests::expire_pending_of_user(conn, account.id).await?;
     Ok(TakenOver {
         account,
         sessions_ended,

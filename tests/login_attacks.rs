@@ -6,7 +6,7 @@ mod common;
 
 use common::TestDb;
 use pronghorn_db::models::NewLocalUser;
-use pronghorn_db::{Error, PgStore, UserStore};
+use pronghorn_db::{Error, PgStore, SessionCookie, SessionData, UserStore};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -356,4 +356,158 @@ async fn an_over_long_password_still_costs_one_check() {
         // The first dummy check makes the dummy hash: one hash either way.
         assert_eq!(store.passwords().verifications() - before, 1, "{email}");
     }
+}
+
+/// Sessions and live refresh tokens that name `user`.
+async fn credentials_of(db: &TestDb, user: uuid::Uuid) -> (i64, i64) {
+    let client = db.client().await;
+    let sessions: i64 = client
+        .query_one(
+            "SELECT count(*) FROM session WHERE sess->>'userId' = $1",
+            &[&user.to_string()],
+        )
+        .await
+        .expect("sessions")
+        .get(0);
+    let tokens: i64 = client
+        .query_one(
+            "SELECT count(*) FROM refresh_tokens \
+             WHERE user_id = $1::text::uuid AND revoked_at IS NULL",
+            &[&user.to_string()],
+        )
+        .await
+        .expect("tokens")
+        .get(0);
+    (sessions, tokens)
+}
+
+fn a_session() -> SessionData {
+    SessionData::new(SessionCookie::with_max_age(chrono::Duration::hours(1)))
+}
+
+/// The owner changes the password while the attacker's login with the
+/// old one is past its password check but has not written its session
+/// yet (held there deterministically: the test holds the user's row, so
+/// the login's `last_login` write waits, and commits the new hash
+/// meanwhile). The login must end with nothing: no session, no token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_whose_password_changed_while_it_was_checked_gets_nothing() {
+    let db = TestDb::migrated().await;
+    let store = Arc::new(store_with(&db, &[]).await);
+    let victim = store
+        .create_user(NewLocalUser::new("victim@example.com", PW, "Victim"))
+        .await
+        .expect("user");
+    store
+        .create_user(NewLocalUser::new(
+            "donor@example.com",
+            "the new password",
+            "Donor",
+        ))
+        .await
+        .expect("a user whose hash becomes the victim's");
+
+    let mut holder = db.client().await;
+    let watcher = db.client().await;
+    let hold = holder.transaction().await.expect("begin");
+    hold.execute(
+        "SELECT 1 FROM users WHERE id = $1::text::uuid FOR UPDATE",
+        &[&victim.id.0.to_string()],
+    )
+    .await
+    .expect("hold the row");
+    let login = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .log_in(
+                    "victim@example.com",
+                    PW,
+                    "attackers-sid",
+                    &a_session(),
+                    Some(chrono::Duration::days(30)),
+                )
+                .await
+        })
+    };
+    common::until_waiting(&watcher, 1).await;
+    hold.execute(
+        "UPDATE users SET password_hash = \
+         (SELECT password_hash FROM users WHERE email = 'donor@example.com') \
+         WHERE id = $1::text::uuid",
+        &[&victim.id.0.to_string()],
+    )
+    .await
+    .expect("the new hash");
+    hold.commit().await.expect("commit the change");
+
+    let outcome = login.await.expect("join");
+    assert!(
+        matches!(outcome, Err(Error::InvalidCredentials)),
+        "a login checked against the old hash must be refused: {outcome:?}"
+    );
+    assert_eq!(credentials_of(&db, victim.id.0).await, (0, 0));
+    store
+        .authenticate("victim@example.com", "the new password")
+        .await
+        .expect("the new password is the account's");
+}
+
+/// An attacker who knows the old password logs in again and again, from
+/// several tasks, while the owner changes it through the store: however
+/// the two interleave, no session or refresh token the attacker got
+/// outlives the change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_racing_a_password_change_keep_nothing_after_it() {
+    let db = TestDb::migrated().await;
+    let store = Arc::new(store_with(&db, &[("LOGIN_MAX_FAILURES", "1000")]).await);
+    let victim = store
+        .create_user(NewLocalUser::new("victim@example.com", PW, "Victim"))
+        .await
+        .expect("user");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut attackers = Vec::new();
+    for task in 0..3 {
+        let (store, stop) = (store.clone(), stop.clone());
+        attackers.push(tokio::spawn(async move {
+            let mut got = 0u32;
+            for n in 0.. {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                match store
+                    .log_in(
+                        "victim@example.com",
+                        PW,
+                        &format!("attacker-{task}-{n}"),
+                        &a_session(),
+                        Some(chrono::Duration::days(30)),
+                    )
+                    .await
+                {
+                    Ok(_) => got += 1,
+                    Err(Error::InvalidCredentials) => break,
+                    Err(e) => panic!("unexpected: {e}"),
+                }
+            }
+            got
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    store
+        .change_password(
+            victim.id,
+            PW,
+            "the owner's new password",
+            &pronghorn_db::models::RequestMeta::default(),
+        )
+        .await
+        .expect("the owner's change");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut logged_in = 0;
+    for attacker in attackers {
+        logged_in += attacker.await.expect("join");
+    }
+    assert!(logged_in > 0, "the attack never got in before the change");
+    assert_eq!(credentials_of(&db, victim.id.0).await, (0, 0));
 }

@@ -871,3 +871,82 @@ async fn a_reset_during_a_rotation_also_revokes_the_successor() {
         0
     );
 }
+
+/// An account made ahead of its owner: someone signs in first through a
+/// provider that does not verify emails, giving the victim's address. The
+/// victim cannot register (the email is taken), takes the account over
+/// with a reset link sent to their own inbox, and from then on the maker's
+/// OAuth sign-in must no longer reach it. An identity whose provider
+/// verified the email stays attached.
+#[tokio::test]
+async fn a_reset_detaches_an_oauth_identity_that_never_proved_the_email() {
+    use pronghorn_db::models::NewOAuthUser;
+    let db = TestDb::migrated().await;
+    let store = db.store().await;
+    let sign_in = |oauth_id: &str, email: &str, verified: bool| NewOAuthUser {
+        provider: "lenient".into(),
+        oauth_id: oauth_id.into(),
+        email: email.into(),
+        display_name: "Someone".into(),
+        avatar_url: None,
+        email_verified: verified,
+    };
+    let (made, created) = store
+        .find_or_create_oauth_user(sign_in("maker", "victim@example.com", false))
+        .await
+        .expect("the maker's first sign-in");
+    assert!(created);
+    assert!(matches!(
+        store
+            .create_user(NewLocalUser::new("victim@example.com", OLD_PW, "Victim"))
+            .await,
+        Err(Error::Conflict { .. })
+    ));
+
+    let token = token_for(&store, "victim@example.com").await;
+    let reset = store
+        .reset_password(token.expose(), NEW_PW, &meta())
+        .await
+        .expect("the owner's reset");
+    assert_eq!(reset.id, made.id);
+    assert_eq!(reset.oauth_provider.as_deref(), Some("local"));
+    assert_eq!(reset.oauth_id, None);
+    let again = store
+        .find_or_create_oauth_user(sign_in("maker", "victim@example.com", false))
+        .await;
+    assert!(
+        matches!(&again, Err(Error::Conflict { constraint }) if constraint == "users_email_key"),
+        "the maker's sign-in must not reach the account: {again:?}"
+    );
+    let owner = store
+        .authenticate("victim@example.com", NEW_PW)
+        .await
+        .expect("the owner logs in");
+    assert_eq!(owner.id, made.id);
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM users WHERE oauth_id = 'maker' OR email <> 'victim@example.com'"
+        )
+        .await,
+        0
+    );
+
+    // A provider that verified the email vouches for its user: a reset
+    // sets a password beside the identity and keeps it.
+    let (vouched, _) = store
+        .find_or_create_oauth_user(sign_in("owner", "own@example.com", true))
+        .await
+        .expect("a verified sign-in");
+    let token = token_for(&store, "own@example.com").await;
+    store
+        .reset_password(token.expose(), NEW_PW, &meta())
+        .await
+        .expect("reset");
+    let (back, created) = store
+        .find_or_create_oauth_user(sign_in("owner", "own@example.com", true))
+        .await
+        .expect("the identity still signs in");
+    assert!(!created);
+    assert_eq!(back.id, vouched.id);
+}

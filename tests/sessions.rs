@@ -619,6 +619,20 @@ async fn ending_all_sessions_logs_a_user_out_everywhere_and_no_one_else() {
         .issue_refresh_token(bob.id, hour)
         .await
         .expect("issue");
+    let reset_link = |email: &'static str| {
+        let store = &store;
+        async move {
+            store
+                .request_password_reset(email, &ResetPolicy::default(), &RequestMeta::default())
+                .await
+                .expect("request")
+                .delivery
+                .expect("a token")
+                .token
+        }
+    };
+    let anns_link = reset_link("ann@example.test").await;
+    let bobs_link = reset_link("bob@example.test").await;
 
     let ended = store.end_all_sessions(ann.id).await.expect("end");
     assert_eq!(
@@ -633,6 +647,16 @@ async fn ending_all_sessions_logs_a_user_out_everywhere_and_no_one_else() {
         assert!(!live_refresh(&store, &t.token).await);
     }
     assert!(live_refresh(&store, &bobs.token).await);
+    // Her pending reset link ends too (his still works, at the end).
+    assert!(matches!(
+        store
+            .reset_password(anns_link.expose(), NEW_PW, &RequestMeta::default())
+            .await,
+        Err(Error::TokenRejected {
+            problem: TokenProblem::Expired
+        })
+    ));
+
     assert_eq!(
         store.end_all_sessions(ann.id).await.expect("again"),
         EndedSessions::default()
@@ -649,6 +673,10 @@ async fn ending_all_sessions_logs_a_user_out_everywhere_and_no_one_else() {
         }
     );
     assert_eq!(sids(&db).await, ["anonymous", "bob"]);
+    store
+        .reset_password(bobs_link.expose(), NEW_PW, &RequestMeta::default())
+        .await
+        .expect("his link");
 }
 
 /// The changes that must log their user out, each on a fresh user.
@@ -723,6 +751,25 @@ async fn each_change_that_must_log_a_user_out_ends_that_users_sessions_only() {
             .issue_refresh_token(target.id, Duration::hours(1))
             .await
             .expect("issue");
+        // Reset links that were pending before the change: one the user
+        // asked for (an attacker who once read the inbox keeps it) and one
+        // an admin generated under the target's old role.
+        let requested = store
+            .request_password_reset(
+                &target.email,
+                &ResetPolicy::default(),
+                &RequestMeta::default(),
+            )
+            .await
+            .expect("request")
+            .delivery
+            .expect("a token")
+            .token;
+        let generated = store
+            .admin_generate_password_reset(root.id, target.id, &RequestMeta::default())
+            .await
+            .expect("admin reset")
+            .token;
         change
             .apply(&store, root.id, &target)
             .await
@@ -730,6 +777,27 @@ async fn each_change_that_must_log_a_user_out_ends_that_users_sessions_only() {
         assert_eq!(sessions_of(&db, target.id).await, 0, "{change:?}");
         if !change.deletes() {
             assert!(!live_refresh(&store, &refresh.token).await, "{change:?}");
+        }
+        for (link, token) in [("requested", &requested), ("generated", &generated)] {
+            let taken = store
+                .reset_password(
+                    token.expose(),
+                    "an attacker's password",
+                    &RequestMeta::default(),
+                )
+                .await;
+            assert!(
+                matches!(taken, Err(Error::TokenRejected { .. })),
+                "{change:?}: the {link} reset link still works: {taken:?}"
+            );
+        }
+        if !change.deletes() {
+            assert!(matches!(
+                store
+                    .authenticate(&target.email, "an attacker's password")
+                    .await,
+                Err(Error::InvalidCredentials)
+            ));
         }
     }
     assert_eq!(sids(&db).await, ["bob", "root"]);

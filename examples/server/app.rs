@@ -659,20 +659,25 @@ async fn login(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<Login>,
 ) -> ApiResult<Response> {
-    let user = state
-        .store
-        .authenticate(&body.email, &body.password)
-        .await?;
     let sid = Token::generate()?;
-    let mut data = SessionData::new(SessionCookie::with_max_age(SESSION_TTL));
-    data.fields.insert("userId".into(), json!(user.id));
-    state.store.set_session(sid.expose(), &data).await?;
-    let refresh = state
+    let data = SessionData::new(SessionCookie::with_max_age(SESSION_TTL));
+    // One call: a password change racing this login cannot leave it a
+    // session or a refresh token.
+    let logged_in = state
         .store
-        .issue_refresh_token(user.id, REFRESH_TTL)
+        .log_in(
+            &body.email,
+            &body.password,
+            sid.expose(),
+            &data,
+            Some(REFRESH_TTL),
+        )
         .await?;
+    let refresh = logged_in
+        .refresh_token
+        .ok_or_else(|| Error::Internal("log_in issued no refresh token".into()))?;
     let mut response = Json(json!({
-        "user": user,
+        "user": logged_in.user,
         "refreshToken": refresh.token.expose(),
         "refreshTokenExpiresAt": refresh.expires_at,
     }))

@@ -172,18 +172,14 @@ pub async fn mark_used(mut conn: &AsyncPgConnection, id: Uuid) -> Result<()> {
     Ok(())
 }
 
-/// Ends every other unused, unexpired request of `user`: their expiry
-/// becomes now, so their tokens stop working while the rows stay (unused,
-/// hence listed as expired). Returns how many were cut short.
-pub async fn expire_others_of_user(
-    mut conn: &AsyncPgConnection,
-    user: UserId,
-    except: Uuid,
-) -> Result<usize> {
+/// Ends every unused, unexpired request of `user`: their expiry becomes
+/// now, so their tokens stop working while the rows stay (unused, hence
+/// listed as expired). A request marked used earlier in the same
+/// transaction is not touched. Returns how many were cut short.
+pub async fn expire_pending_of_user(mut conn: &AsyncPgConnection, user: UserId) -> Result<usize> {
     Ok(diesel::update(
         prr::table
             .filter(prr::user_id.eq(user))
-            .filter(prr::id.ne(except))
             .filter(prr::used_at.is_null())
             .filter(prr::expires_at.gt(now)),
     )

@@ -106,6 +106,20 @@ pub async fn lock_by_id(mut conn: &AsyncPgConnection, id: UserId) -> Result<User
         .ok_or_else(not_found)
 }
 
+/// The user with this id, share-locked until the transaction ends: a
+/// change that locks the row for update waits for this transaction, and
+/// this waits for one in flight. Fails with [`Error::NotFound`].
+pub async fn share_lock_by_id(mut conn: &AsyncPgConnection, id: UserId) -> Result<User> {
+    users::table
+        .find(id)
+        .select(User::columns())
+        .for_share()
+        .first(&mut conn)
+        .await
+        .optional()?
+        .ok_or_else(not_found)
+}
+
 /// The users with these ids (those that exist), locked until the
 /// transaction ends, in one statement. Rows are locked in id order, so two
 /// transactions locking overlapping sets cannot deadlock on them; the
@@ -254,6 +268,28 @@ pub async fn set_password_hash(mut conn: &AsyncPgConnection, id: UserId, hash: &
         return Err(not_found());
     }
     Ok(())
+}
+
+/// Detaches the OAuth identity of `id` when the account's email is not
+/// verified: the provider then never showed that whoever signed in owns
+/// the address, so a password reset, which proves it, ends that sign-in
+/// (`oauth_provider` back to `'local'`, `oauth_id` cleared). Returns
+/// whether an identity was detached.
+pub async fn detach_unverified_oauth(mut conn: &AsyncPgConnection, id: UserId) -> Result<bool> {
+    let n = diesel::update(
+        users::table
+            .find(id)
+            .filter(users::email_verified.eq(false))
+            .filter(users::oauth_id.is_not_null()),
+    )
+    .set((
+        users::oauth_provider.eq("local"),
+        users::oauth_id.eq(None::<String>),
+    ))
+    .keep_prepared()
+    .execute(&mut conn)
+    .await?;
+    Ok(n > 0)
 }
 
 /// Replaces the password hash only if it still is `old` (a concurrent

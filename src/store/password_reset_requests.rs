@@ -247,7 +247,11 @@ impl PasswordResetStore for PgStore {
     /// the account's other pending requests, ends every session of the
     /// account and revokes all its refresh tokens (as
     /// [`SessionStore::end_all_sessions`](super::SessionStore::end_all_sessions)),
-    /// and audits `password_reset {requestId}`. Returns the updated user.
+    /// and audits `password_reset {requestId}`. An OAuth identity attached
+    /// to the account while its email was unverified is detached: whoever
+    /// signed in with it never proved the address that the reset just did
+    /// (an account made ahead of its owner through such a provider would
+    /// otherwise stay open to its maker). Returns the updated user.
     ///
     /// Fails with [`Error::Validation`] on `password` when the new password
     /// is unacceptable (checked first), and with [`Error::TokenRejected`]:
@@ -297,12 +301,14 @@ impl PasswordResetStore for PgStore {
                         return Err(rejected(problem));
                     }
                     let request = found.row.id;
-                    // Every change in one round trip, run in this order.
-                    let ((hashed, used, others), (audited, ended, user)) = join(
+                    // Every change in one round trip, run in this order:
+                    // the request is marked used before `end_everywhere`
+                    // cuts the user's other pending requests short.
+                    let ((hashed, detached, used), (audited, ended, user)) = join(
                         join3(
                             users_repo::set_password_hash(conn, id, &hash),
+                            users_repo::detach_unverified_oauth(conn, id),
                             repo::mark_used(conn, request),
-                            repo::expire_others_of_user(conn, id, request),
                         ),
                         join3(
                             audit(
@@ -319,8 +325,8 @@ impl PasswordResetStore for PgStore {
                     )
                     .await;
                     hashed?;
+                    detached?;
                     used?;
-                    others?;
                     audited?;
                     ended?;
                     user

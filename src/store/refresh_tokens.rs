@@ -34,7 +34,7 @@ pub struct IssuedRefreshToken {
 }
 
 impl IssuedRefreshToken {
-    fn new(row: RefreshToken, token: Token) -> Self {
+    pub(crate) fn new(row: RefreshToken, token: Token) -> Self {
         IssuedRefreshToken {
             id: row.id,
             user_id: row.user_id,

@@ -4,7 +4,8 @@
 
 use super::pg::ReadFrom;
 use super::policy::{authorize, lock_actor, lock_actor_and_target};
-use super::sessions::end_everywhere;
+use super::refresh_tokens::{IssuedRefreshToken, MAX_REFRESH_TOKEN_TTL};
+use super::sessions::{check_sid, end_everywhere, SessionData};
 use super::user_audit_log::{audit, AuditAction};
 use super::PgStore;
 use crate::error::{Error, Result};
@@ -16,14 +17,30 @@ use crate::observe::observed;
 use crate::page::{Page, PageRequest};
 use crate::password::{HashScheme, Verified, MAX_PASSWORD_BYTES};
 use crate::repo::login_failures as login_repo;
+use crate::repo::refresh_tokens as refresh_repo;
 use crate::repo::sessions as sessions_repo;
 use crate::repo::users as repo;
+use crate::token::Token;
 use crate::validate;
+use crate::validate::interval;
 use diesel_async::AsyncPgConnection;
 use futures_util::future::{join, join3, OptionFuture};
 use pronghorn_db_macros::store_part;
 use serde_json::json;
 use uuid::Uuid;
+
+/// What [`UserStore::log_in`] handed out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggedIn {
+    /// The user, with `last_login` set to now.
+    pub user: User,
+    /// When the session row expires (as
+    /// [`SessionStore::set_session`](super::SessionStore::set_session)
+    /// returns it).
+    pub session_expires_at: chrono::DateTime<chrono::Utc>,
+    /// The refresh token, when one was asked for.
+    pub refresh_token: Option<IssuedRefreshToken>,
+}
 
 /// `users.language_preference` is VARCHAR(10).
 const LANGUAGE_MAX: usize = 10;
@@ -488,7 +505,8 @@ impl UserStore for PgStore {
 
     /// Changes a user's password after verifying the current one and, in
     /// the same transaction, ends every session of the user (the caller's
-    /// own included) and revokes its refresh tokens, as
+    /// own included), revokes its refresh tokens and cuts its pending
+    /// password resets short, as
     /// [`SessionStore::end_all_sessions`](super::SessionStore::end_all_sessions);
     /// audits `password_changed`. Nothing is ended when the change fails.
     ///
@@ -680,6 +698,93 @@ impl UserStore for PgStore {
         })
     }
 
+    /// Logs a user in: checks email and password as
+    /// [`UserStore::authenticate`] does, then writes what the login hands
+    /// out in one transaction. That transaction first share-locks the
+    /// user's row and checks that the hash the password was checked against
+    /// is still the account's and that the account is not blocked. It then
+    /// writes the session `sid` (`session` with the user's id as `userId`,
+    /// stored as [`SessionStore::set_session`](super::SessionStore::set_session)
+    /// stores it) and, when `refresh_ttl` is given, issues a refresh token.
+    ///
+    /// A password change, reset, block or deletion racing the login can
+    /// therefore never leave it a session or token: if it commits first,
+    /// the check refuses the login; if it commits after, it ends what the
+    /// login wrote. Calling `authenticate`, `set_session` and
+    /// `issue_refresh_token` one after another leaves that window open for
+    /// as long as the password check takes. Returns the user, the session's
+    /// expiry and the refresh token.
+    ///
+    /// Fails with [`Error::Validation`] on `sid`, `sess` or `ttl` (checked
+    /// first, as `set_session` and `issue_refresh_token` check them), as
+    /// `authenticate` fails, and with [`Error::InvalidCredentials`] or
+    /// [`Error::AccountBlocked`] when the password changed, the account was
+    /// deleted or it was blocked while the password was being checked.
+    async fn log_in(
+        &self,
+        email: &str,
+        password: &str,
+        sid: &str,
+        session: &SessionData,
+        refresh_ttl: Option<chrono::Duration>,
+    ) -> Result<LoggedIn> {
+        observed!(self.slow(), "log_in", async {
+            let sid = check_sid(sid)?;
+            let ttl = refresh_ttl
+                .map(|ttl| interval("ttl", ttl, MAX_REFRESH_TOKEN_TTL))
+                .transpose()?;
+            session.to_json()?;
+            let token = ttl.map(|_| Token::generate()).transpose()?;
+            let user = self.authenticate(email, password).await?;
+            let mut data = session.clone();
+            data.fields.insert("userId".into(), json!(user.id));
+            let sess = data.to_json()?;
+            let session_expires_at = data.cookie.session_expiry(chrono::Utc::now());
+            let (id, checked) = (user.id, user.password_hash.clone());
+            let digest = token.as_ref().map(Token::digest);
+            let row = self
+                .transaction(move |conn| {
+                    Box::pin(async move {
+                        // The lock first: the writes pipelined after it run
+                        // once it is granted, and are rolled back when the
+                        // check below fails.
+                        let (locked, written, issued) = join3(
+                            repo::share_lock_by_id(conn, id),
+                            sessions_repo::upsert(conn, &sid, &sess, session_expires_at),
+                            OptionFuture::from(
+                                digest
+                                    .as_ref()
+                                    .zip(ttl)
+                                    .map(|(d, ttl)| refresh_repo::insert(conn, id, d, ttl)),
+                            ),
+                        )
+                        .await;
+                        let locked = match locked {
+                            Err(Error::NotFound { .. }) => return Err(Error::InvalidCredentials),
+                            other => other?,
+                        };
+                        if locked.password_hash != checked {
+                            return Err(Error::InvalidCredentials);
+                        }
+                        if locked.blocked() {
+                            return Err(Error::AccountBlocked);
+                        }
+                        written?;
+                        issued.transpose()
+                    })
+                })
+                .await?;
+            let refresh_token = row
+                .zip(token)
+                .map(|(row, t)| IssuedRefreshToken::new(row, t));
+            Ok(LoggedIn {
+                user,
+                session_expires_at,
+                refresh_token,
+            })
+        })
+    }
+
     /// Deletes the login-attempt counts whose window has passed (they no
     /// longer hold anyone back); returns how many.
     async fn prune_login_failures(&self) -> Result<usize> {
@@ -746,8 +851,10 @@ impl UserStore for PgStore {
 
     /// Changes `target`'s role on behalf of `actor`: the actor's role must be
     /// strictly above both the target's current role and the new role. In
-    /// the same transaction, ends every session of the target and revokes
-    /// its refresh tokens, so that it logs in again under the new role.
+    /// the same transaction, ends every session of the target, revokes its
+    /// refresh tokens and cuts its pending password resets short (one an
+    /// admin generated under the old role included), so that it logs in
+    /// again under the new role.
     /// Audits `role_changed {previousRole, newRole}`.
     ///
     /// Fails with [`Error::Forbidden`] (hierarchy, blocked or unknown actor)
@@ -793,8 +900,9 @@ impl UserStore for PgStore {
     }
 
     /// Blocks `target` with a reason, on behalf of `actor` (same hierarchy
-    /// rule), and in the same transaction ends every session of the target
-    /// and revokes its refresh tokens; audits `user_blocked {reason}`.
+    /// rule), and in the same transaction ends every session of the target,
+    /// revokes its refresh tokens and cuts its pending password resets
+    /// short; audits `user_blocked {reason}`.
     ///
     /// Fails with [`Error::Forbidden`] (hierarchy, blocked or unknown actor)
     /// or [`Error::NotFound`] (target); nothing is ended then.
