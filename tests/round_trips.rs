@@ -160,6 +160,31 @@ async fn store_writes_take_the_fewest_round_trips_their_reads_allow() {
         2,
         "count attempt + user | clear count + record login",
     );
+    // log_in: authenticate's two, then the share lock, the session and the
+    // refresh token in one transaction.
+    let session = || {
+        pronghorn_db::SessionData::new(pronghorn_db::SessionCookie::with_max_age(
+            chrono::Duration::hours(1),
+        ))
+    };
+    let day = Some(chrono::Duration::days(1));
+    for run in 0..2 {
+        let sid = format!("round-trips-{run}");
+        let (n, r) = counted(
+            &proxy,
+            store.log_in("ann@example.com", PW, &sid, &session(), day),
+        )
+        .await;
+        r.expect("log in");
+        if run == 1 {
+            tally.record(
+                "log_in",
+                n,
+                5,
+                "authenticate's 2 | BEGIN | lock user + session + refresh token | COMMIT",
+            );
+        }
+    }
 
     // add_additional_role and remove_additional_role: one UPDATE each.
     for role in ["beta", "gamma"] {
@@ -269,7 +294,7 @@ async fn store_writes_take_the_fewest_round_trips_their_reads_allow() {
                 "change_role",
                 n,
                 4,
-                "BEGIN | lock both | set role + revoke tokens + delete sessions + audit | COMMIT",
+                "BEGIN | lock both | set role + revoke tokens + delete sessions + end resets + audit | COMMIT",
             );
         }
     }
@@ -296,7 +321,7 @@ async fn store_writes_take_the_fewest_round_trips_their_reads_allow() {
         "block_user",
         n,
         4,
-        "BEGIN | lock both | block + revoke tokens + delete sessions + audit | COMMIT",
+        "BEGIN | lock both | block + revoke tokens + delete sessions + end resets + audit | COMMIT",
     );
     store
         .unblock_user(admin.id, ann.id, &meta())
@@ -316,7 +341,7 @@ async fn store_writes_take_the_fewest_round_trips_their_reads_allow() {
         "change_password",
         n,
         5,
-        "user | count attempt | BEGIN | update hash + revoke tokens + delete sessions + audit | COMMIT",
+        "user | count attempt | BEGIN | update hash + revoke tokens + delete sessions + end resets + audit | COMMIT",
     );
 
     store.end_all_sessions(ann.id).await.expect("end all");
@@ -326,7 +351,7 @@ async fn store_writes_take_the_fewest_round_trips_their_reads_allow() {
         "end_all_sessions",
         n,
         3,
-        "BEGIN | lock user + revoke tokens + delete sessions | COMMIT",
+        "BEGIN | lock user + revoke tokens + delete sessions + end resets | COMMIT",
     );
 
     let ttl = chrono::Duration::days(1);
@@ -416,7 +441,7 @@ async fn store_writes_take_the_fewest_round_trips_their_reads_allow() {
         "reset_password",
         n,
         5,
-        "find token | BEGIN | lock user + lock request | 6 changes and the user | COMMIT",
+        "find token | BEGIN | lock user + lock request | 7 changes and the user | COMMIT",
     );
 
     let conversation = store
@@ -439,6 +464,84 @@ async fn store_writes_take_the_fewest_round_trips_their_reads_allow() {
     .await;
     r.expect("append");
     tally.record("append_message", n, 1, "one statement");
+
+    // Reads behind an ownership check: the check and the read are
+    // pipelined, and a stranger still gets the conversation's NotFound.
+    use pronghorn_db::models::MessageOrder;
+    use pronghorn_db::PageRequest;
+    for run in 0..2 {
+        let (n, r) = counted(
+            &proxy,
+            store.list_messages(
+                ann.id,
+                conversation.id,
+                MessageOrder::NewestFirst,
+                &PageRequest::first(10),
+            ),
+        )
+        .await;
+        let page = r.expect("page");
+        assert_eq!(page.items.len(), 2);
+        if run == 1 {
+            tally.record("list_messages", n, 1, "ownership check + page");
+        }
+    }
+    let newest = page_head(&store, ann.id, conversation.id).await;
+    for run in 0..2 {
+        let (n, r) = counted(
+            &proxy,
+            store.message_cursor(ann.id, conversation.id, newest, MessageOrder::OldestFirst),
+        )
+        .await;
+        r.expect("cursor");
+        if run == 1 {
+            tally.record("message_cursor", n, 1, "ownership check + message");
+        }
+    }
+    let stranger = user(&store, "stranger@example.com", Role::User).await;
+    let (n, r) = counted(
+        &proxy,
+        store.list_messages(
+            stranger.id,
+            conversation.id,
+            MessageOrder::NewestFirst,
+            &PageRequest::first(10),
+        ),
+    )
+    .await;
+    assert!(
+        matches!(
+            r,
+            Err(Error::NotFound {
+                entity: "conversation"
+            })
+        ),
+        "{r:?}"
+    );
+    tally.record(
+        "list_messages, not the owner",
+        n,
+        1,
+        "ownership check + page, dropped",
+    );
+    // Both statements fail here: the check's error is the one returned.
+    let r = store
+        .message_cursor(
+            stranger.id,
+            conversation.id,
+            uuid::Uuid::new_v4(),
+            MessageOrder::OldestFirst,
+        )
+        .await;
+    assert!(
+        matches!(
+            r,
+            Err(Error::NotFound {
+                entity: "conversation"
+            })
+        ),
+        "{r:?}"
+    );
 
     for email in ["gone1@example.com", "gone2@example.com"] {
         let doomed = user(&store, email, Role::User).await;
@@ -468,6 +571,22 @@ async fn store_writes_take_the_fewest_round_trips_their_reads_allow() {
     }
 
     tally.check();
+}
+
+/// The id of the newest message of a conversation.
+async fn page_head(store: &PgStore, owner: UserId, conversation: uuid::Uuid) -> uuid::Uuid {
+    use pronghorn_db::models::MessageOrder;
+    store
+        .list_messages(
+            owner,
+            conversation,
+            MessageOrder::NewestFirst,
+            &pronghorn_db::PageRequest::first(1),
+        )
+        .await
+        .expect("newest message")
+        .items[0]
+        .id
 }
 
 /// The error of a call a test trigger refused: the trigger's own error,

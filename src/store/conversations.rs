@@ -14,6 +14,7 @@ use crate::page::{Page, PageRequest};
 use crate::repo::conversations as repo;
 use crate::repo::messages as message_repo;
 use crate::validate;
+use futures_util::future::join;
 use pronghorn_db_macros::store_part;
 use uuid::Uuid;
 
@@ -389,6 +390,9 @@ impl ConversationStore for PgStore {
     /// [`MAX_PAGE_SIZE`](crate::page::MAX_PAGE_SIZE)). Oldest first after a
     /// cursor gives what was appended since that page, without repeats.
     ///
+    /// One round trip: the ownership check and the page are sent together,
+    /// and the page is dropped unread when the check fails.
+    ///
     /// Fails with [`Error::NotFound`] unless `owner` owns the conversation,
     /// and with [`Error::Validation`] on `cursor` for a cursor that is not
     /// from this conversation's listing in this order.
@@ -408,8 +412,15 @@ impl ConversationStore for PgStore {
                 message_repo::cursor_of,
                 move |conn, after, n| {
                     Box::pin(async move {
-                        repo::check_owned(conn, owner, conversation).await?;
-                        message_repo::list(conn, conversation, order, after, n).await
+                        // The check and the page in one round trip; the
+                        // page is dropped unread unless the check passes.
+                        let (owned, rows) = join(
+                            repo::check_owned(conn, owner, conversation),
+                            message_repo::list(conn, conversation, order, after, n),
+                        )
+                        .await;
+                        owned?;
+                        rows
                     })
                 },
             )
@@ -422,6 +433,9 @@ impl ConversationStore for PgStore {
     /// `next_cursor`; to fetch what is appended later, take the cursor of
     /// the newest message already shown (from either direction) with
     /// [`MessageOrder::OldestFirst`].
+    ///
+    /// One round trip: the ownership check and the message's look-up are
+    /// sent together.
     ///
     /// Fails with [`Error::NotFound`] unless `owner` owns the conversation
     /// and it holds the message.
@@ -436,8 +450,13 @@ impl ConversationStore for PgStore {
             let found = self
                 .with_conn(move |conn| {
                     Box::pin(async move {
-                        repo::check_owned(conn, owner, conversation).await?;
-                        message_repo::find(conn, conversation, message).await
+                        let (owned, found) = join(
+                            repo::check_owned(conn, owner, conversation),
+                            message_repo::find(conn, conversation, message),
+                        )
+                        .await;
+                        owned?;
+                        found
                     })
                 })
                 .await?;
