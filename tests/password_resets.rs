@@ -645,7 +645,21 @@ async fn admins_generate_day_long_tokens_for_users_below_them() {
     assert_eq!(audit.items.len(), 1);
     assert_eq!(audit.items[0].action, "admin_generated_reset_token");
     assert_eq!(audit.items[0].actor_id, Some(admin.id));
-    assert_eq!(audit.items[0].details, Some(serde_json::json!({})));
+    // The entry names the request, so that taking the admin back ends it.
+    let request: String = db
+        .client()
+        .await
+        .query_one(
+            "SELECT id::text FROM password_reset_requests WHERE user_id = $1::text::uuid",
+            &[&ann.id.to_string()],
+        )
+        .await
+        .expect("the request")
+        .get(0);
+    assert_eq!(
+        audit.items[0].details,
+        Some(serde_json::json!({ "requestId": request }))
+    );
 
     store
         .reset_password(delivery.token.expose(), NEW_PW, &meta())
@@ -949,4 +963,73 @@ async fn a_reset_detaches_an_oauth_identity_that_never_proved_the_email() {
         .expect("the identity still signs in");
     assert!(!created);
     assert_eq!(back.id, vouched.id);
+}
+
+/// An admin's account is blocked, demoted, deleted, or has its password
+/// changed (it may have been in other hands): the reset links it generated
+/// for others stop working, and links another admin generated keep working.
+#[tokio::test]
+async fn links_an_admin_generated_end_when_that_admin_is_taken_back() {
+    let db = TestDb::migrated().await;
+    let store = db.store().await;
+    let root = user(&store, "root@example.com", Role::Superadmin).await;
+    for change in ["block", "demote", "delete", "password"] {
+        let boss = user(&store, &format!("boss-{change}@example.com"), Role::Admin).await;
+        let other = user(&store, &format!("other-{change}@example.com"), Role::Admin).await;
+        let ann = user(&store, &format!("ann-{change}@example.com"), Role::User).await;
+        let by_boss = store
+            .admin_generate_password_reset(boss.id, ann.id, &meta())
+            .await
+            .expect("boss's link")
+            .token;
+        let by_other = store
+            .admin_generate_password_reset(other.id, ann.id, &meta())
+            .await
+            .expect("the other admin's link")
+            .token;
+        match change {
+            "block" => drop(
+                store
+                    .block_user(root.id, boss.id, "left the company", &meta())
+                    .await
+                    .expect("block"),
+            ),
+            "demote" => drop(
+                store
+                    .change_role(root.id, boss.id, Role::User, &meta())
+                    .await
+                    .expect("demote"),
+            ),
+            "delete" => store
+                .delete_user(root.id, boss.id, &meta())
+                .await
+                .expect("delete"),
+            _ => store
+                .change_password(boss.id, OLD_PW, NEW_PW, &meta())
+                .await
+                .expect("change password"),
+        }
+        assert_eq!(
+            rejected(
+                store
+                    .reset_password(by_boss.expose(), "an attacker's password", &meta())
+                    .await
+            ),
+            TokenProblem::Expired,
+            "{change}: the taken-back admin's link"
+        );
+        store
+            .reset_password(by_other.expose(), NEW_PW, &meta())
+            .await
+            .unwrap_or_else(|e| panic!("{change}: the other admin's link: {e}"));
+    }
+    assert_eq!(
+        scalar_i64(
+            &db,
+            "SELECT count(*) FROM user_audit_log \
+             WHERE action = 'admin_generated_reset_token' AND details ? 'requestId'"
+        )
+        .await,
+        8
+    );
 }

@@ -294,7 +294,7 @@ async fn store_writes_take_the_fewest_round_trips_their_reads_allow() {
                 "change_role",
                 n,
                 4,
-                "BEGIN | lock both | set role + revoke tokens + delete sessions + end resets + audit | COMMIT",
+                "BEGIN | lock both | set role + revoke tokens + delete sessions + end reset links + audit | COMMIT",
             );
         }
     }
@@ -321,7 +321,7 @@ async fn store_writes_take_the_fewest_round_trips_their_reads_allow() {
         "block_user",
         n,
         4,
-        "BEGIN | lock both | block + revoke tokens + delete sessions + end resets + audit | COMMIT",
+        "BEGIN | lock both | block + revoke tokens + delete sessions + end reset links + audit | COMMIT",
     );
     store
         .unblock_user(admin.id, ann.id, &meta())
@@ -341,7 +341,7 @@ async fn store_writes_take_the_fewest_round_trips_their_reads_allow() {
         "change_password",
         n,
         5,
-        "user | count attempt | BEGIN | update hash + revoke tokens + delete sessions + end resets + audit | COMMIT",
+        "user | count attempt | BEGIN | update hash + revoke tokens + delete sessions + end reset links + audit | COMMIT",
     );
 
     store.end_all_sessions(ann.id).await.expect("end all");
@@ -351,7 +351,7 @@ async fn store_writes_take_the_fewest_round_trips_their_reads_allow() {
         "end_all_sessions",
         n,
         3,
-        "BEGIN | lock user + revoke tokens + delete sessions + end resets | COMMIT",
+        "BEGIN | lock user + revoke tokens + delete sessions + end reset links | COMMIT",
     );
 
     let ttl = chrono::Duration::days(1);
@@ -552,7 +552,7 @@ async fn store_writes_take_the_fewest_round_trips_their_reads_allow() {
                 "delete_user",
                 n,
                 4,
-                "BEGIN | lock both | audit + delete sessions + forget blocks + delete | COMMIT",
+                "BEGIN | lock both | audit + delete sessions + end links it generated + forget blocks + delete | COMMIT",
             );
         }
     }
@@ -565,7 +565,7 @@ async fn store_writes_take_the_fewest_round_trips_their_reads_allow() {
                 "delete_own_account",
                 n,
                 4,
-                "BEGIN | lock user | audit + delete sessions + forget blocks + delete | COMMIT",
+                "BEGIN | lock user | audit + delete sessions + end links it generated + forget blocks + delete | COMMIT",
             );
         }
     }

@@ -103,6 +103,7 @@ pub async fn set_counter(
 /// `password_reset_requests_user_id_fkey` when the user does not exist.
 pub async fn insert(
     mut conn: &AsyncPgConnection,
+    id: Uuid,
     user: UserId,
     digest: &TokenDigest,
     ttl: PgInterval,
@@ -111,6 +112,7 @@ pub async fn insert(
 ) -> Result<PasswordResetRequest> {
     Ok(diesel::insert_into(prr::table)
         .values((
+            prr::id.eq(id),
             prr::user_id.eq(user),
             prr::reset_token_hash.eq(digest.as_str()),
             prr::expires_at.eq(clock::from_now(ttl)),
@@ -184,6 +186,31 @@ pub async fn expire_pending_of_user(mut conn: &AsyncPgConnection, user: UserId) 
             .filter(prr::expires_at.gt(now)),
     )
     .set(prr::expires_at.eq(now))
+    .keep_prepared()
+    .execute(&mut conn)
+    .await?)
+}
+
+/// Ends the unused, unexpired requests that `admin` generated for other
+/// accounts: those named by `requestId` in the audit entries of `action`
+/// (the store's name for an admin-generated reset) whose actor is `admin`;
+/// entries without a well-formed `requestId` are skipped. Their expiry
+/// becomes now. Returns how many were cut short.
+pub async fn expire_generated_by(
+    mut conn: &AsyncPgConnection,
+    admin: UserId,
+    action: &str,
+) -> Result<usize> {
+    Ok(diesel::sql_query(
+        "UPDATE password_reset_requests SET expires_at = NOW() \
+         WHERE used_at IS NULL AND expires_at > NOW() AND id IN ( \
+           SELECT CASE WHEN details->>'requestId' ~ '^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$' \
+                  THEN (details->>'requestId')::uuid END \
+           FROM user_audit_log \
+           WHERE actor_id = $1 AND action = $2)",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(admin.0)
+    .bind::<diesel::sql_types::Text, _>(action)
     .keep_prepared()
     .execute(&mut conn)
     .await?)

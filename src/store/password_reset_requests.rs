@@ -22,6 +22,7 @@ use chrono::{DateTime, Duration, Utc};
 use futures_util::future::{join, join3};
 use pronghorn_db_macros::store_part;
 use serde_json::json;
+use uuid::Uuid;
 
 /// How long a requested reset token stays valid by default (one hour).
 pub const RESET_TOKEN_TTL: Duration = Duration::hours(1);
@@ -200,6 +201,7 @@ impl PasswordResetStore for PgStore {
                             ),
                             repo::insert(
                                 conn,
+                                Uuid::new_v4(),
                                 counter.user_id,
                                 &digest,
                                 ttl,
@@ -359,9 +361,14 @@ impl PasswordResetStore for PgStore {
                     authorize(&admin, user.role.as_deref(), None)?;
                     let user_agent = meta.user_agent();
                     let digest = token.digest();
+                    // The id is chosen here, so that the audit entry names
+                    // the request (a block, role change or password change
+                    // of this admin later ends it) in the insert's round trip.
+                    let request = Uuid::new_v4();
                     let (row, audited) = join(
                         repo::insert(
                             conn,
+                            request,
                             target,
                             &digest,
                             ttl,
@@ -373,7 +380,7 @@ impl PasswordResetStore for PgStore {
                             AuditAction::AdminGeneratedResetToken,
                             Some(target),
                             Some(actor),
-                            json!({}),
+                            json!({ "requestId": request }),
                             &meta,
                         ),
                     )

@@ -35,7 +35,9 @@ pub enum AuditAction {
     UserUnblocked,
     /// An admin deleted a user; details `{email}`.
     UserDeleted,
-    /// An admin generated a password reset token for a user.
+    /// An admin generated a password reset token for a user; details
+    /// `{requestId}` (entries written before this crate named the request
+    /// have `{}`).
     AdminGeneratedResetToken,
     /// A user set a new password with a password reset token; details
     /// `{requestId}`.

@@ -24,7 +24,7 @@ use crate::token::Token;
 use crate::validate;
 use crate::validate::interval;
 use diesel_async::AsyncPgConnection;
-use futures_util::future::{join, join3, OptionFuture};
+use futures_util::future::{join, join3, join4, OptionFuture};
 use pronghorn_db_macros::store_part;
 use serde_json::json;
 use uuid::Uuid;
@@ -187,7 +187,8 @@ async fn insert_local(
 /// round trip. The entry is written before the delete (pipelined statements
 /// run in the order sent); the row's user_id then becomes NULL (ON DELETE
 /// SET NULL) and the email stays. Sessions are deleted by hand: `session`
-/// is connect-pg-simple's, with no foreign key.
+/// is connect-pg-simple's, with no foreign key. Reset links the user
+/// generated for others as an admin are cut short before the delete.
 async fn delete_with_entry(
     conn: &AsyncPgConnection,
     user: &User,
@@ -196,14 +197,21 @@ async fn delete_with_entry(
     meta: &RequestMeta,
 ) -> Result<()> {
     let details = json!({ "email": user.email });
-    let (audited, sessions, deleted) = join3(
+    let (audited, sessions, generated, deleted) = join4(
         audit(conn, action, Some(user.id), Some(actor), details, meta),
         sessions_repo::delete_all_of_user(conn, user.id),
+        // Before the delete, which clears the audit entries' actor.
+        crate::repo::password_reset_requests::expire_generated_by(
+            conn,
+            user.id,
+            AuditAction::AdminGeneratedResetToken.as_str(),
+        ),
         repo::delete(conn, user.id),
     )
     .await;
     audited?;
     sessions?;
+    generated?;
     deleted
 }
 
