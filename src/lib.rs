@@ -87,7 +87,9 @@ pub async fn connect_from_env() -> Result<Arc<dyn Store>> {
 /// [`connect_from_env`] does: [`DisabledStore`] (with one log line) or
 /// [`PgStore`] via [`connect`].
 ///
-/// Fails with [`Error::Config`] only when the TLS settings cannot be built.
+/// Fails with [`Error::Config`] only when the TLS settings cannot be built
+/// (an unreadable `DB_SSL_ROOT_CERT`) or the pool settings are unusable (a
+/// zero maximum or timeout, a minimum above the maximum).
 pub async fn store_from(configuration: Configuration) -> Result<Arc<dyn Store>> {
     Ok(Database::open(configuration).await?.store)
 }
@@ -123,7 +125,7 @@ impl Database {
     /// configure.
     ///
     /// Fails with [`Error::Config`] only when the TLS settings cannot be
-    /// built.
+    /// built or the pool settings are unusable (as [`connect`]).
     pub async fn open(configuration: Configuration) -> Result<Database> {
         match configuration {
             Configuration::NotConfigured { reason } => {
@@ -151,7 +153,9 @@ impl Database {
 /// Builds a [`PgStore`] for `config`, tests the connection once (logging the
 /// outcome) and honours `DB_AUTO_MIGRATE`, as [`connect_from_env`] does.
 ///
-/// Fails with [`Error::Config`] only when the TLS settings cannot be built.
+/// Fails with [`Error::Config`] only when the TLS settings cannot be built
+/// (an unreadable `DB_SSL_ROOT_CERT`) or the pool settings are unusable (a
+/// zero maximum or timeout, a minimum above the maximum).
 pub async fn connect(config: DbConfig) -> Result<PgStore> {
     let auto_migrate = config.auto_migrate();
     let store = PgStore::new(config).await?;

@@ -197,8 +197,9 @@ fn check(p: &crate::config::PoolSettings) -> Result<(), ConfigError> {
 /// Builds the pool without contacting the server: connections are opened in
 /// the background and on demand.
 ///
-/// Fails only when the TLS settings cannot be built (an unreadable
-/// `DB_SSL_ROOT_CERT`).
+/// Fails only when the pool settings are unusable (a zero maximum or
+/// timeout, a minimum above the maximum) or the TLS settings cannot be
+/// built (an unreadable `DB_SSL_ROOT_CERT`).
 pub(crate) fn build(config: &DbConfig, health: Arc<Health>) -> Result<DbPool, ConfigError> {
     check(&config.pool())?;
     let tls = crate::tls::connector(config)?;

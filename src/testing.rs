@@ -331,7 +331,7 @@ impl TestDb {
     /// A store on this database.
     ///
     /// Fails as [`TestDb::config`] does, or with [`Error::Config`] when
-    /// the TLS settings cannot be built.
+    /// the TLS settings cannot be built or the pool settings are unusable.
     pub async fn store(&self) -> Result<PgStore> {
         PgStore::new(self.config()?).await
     }

@@ -309,3 +309,40 @@ async fn a_conflict_past_the_retry_budget_is_a_clear_error() {
     let mut conn = store.conn().await.expect("conn");
     assert_eq!(users(&mut conn).await, 1, "the failed one left nothing");
 }
+
+/// Checkout is first come, first served: with the one connection held,
+/// eight callers queue one after another (each seen waiting before the
+/// next comes), and as the connection goes round they get it in the order
+/// they came.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiters_get_the_connection_in_the_order_they_came() {
+    let db = TestDb::migrated().await;
+    let store = Arc::new(
+        PgStore::new(small_pool(&db, 1, 10_000))
+            .await
+            .expect("store"),
+    );
+    let held = store.conn().await.expect("the one connection");
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut waiters = Vec::new();
+    for n in 0..8u64 {
+        let (mine, order) = (store.clone(), order.clone());
+        waiters.push(tokio::spawn(async move {
+            let conn = mine.conn().await.expect("a turn");
+            order.lock().expect("order").push(n);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            drop(conn);
+        }));
+        // The next caller comes only once this one stands in line.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while store.pool_stats().map_or(0, |s| s.waiting) < n + 1 {
+            assert!(Instant::now() < deadline, "caller {n} never waited");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    drop(held);
+    for w in waiters {
+        w.await.expect("join");
+    }
+    assert_eq!(*order.lock().expect("order"), (0..8).collect::<Vec<_>>());
+}

@@ -251,7 +251,11 @@ impl DbConfig {
     /// The same configuration with these probe settings. A zero interval
     /// or timeout set here is taken as 1 ms.
     pub fn with_replica_probe(mut self, probe: ReplicaProbeSettings) -> Self {
-        self.replica_probe = probe;
+        let at_least_1ms = |d: Duration| d.max(Duration::from_millis(1));
+        self.replica_probe = ReplicaProbeSettings {
+            interval: at_least_1ms(probe.interval),
+            timeout: at_least_1ms(probe.timeout),
+        };
         self
     }
 }

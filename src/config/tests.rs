@@ -503,3 +503,18 @@ mod replica_probe_tests {
         }
     }
 }
+
+#[test]
+fn a_zero_probe_interval_or_timeout_set_in_code_is_taken_as_1ms() {
+    let config = configured(&[("DB_CONNECTION_STRING", "postgres://u@h/d")]).with_replica_probe(
+        ReplicaProbeSettings {
+            interval: Duration::ZERO,
+            timeout: Duration::ZERO,
+        },
+    );
+    let probe = config.replica_probe();
+    assert_eq!(probe.interval, Duration::from_millis(1));
+    assert_eq!(probe.timeout, Duration::from_millis(1));
+    // A figure stays trusted for a while, so the replica can be used.
+    assert_eq!(probe.trusted_for(), Duration::from_millis(4));
+}

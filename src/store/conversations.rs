@@ -29,9 +29,10 @@ pub const ROLE_MAX: usize = 50;
 /// The largest message content, in bytes of UTF-8 (1 MiB).
 pub const CONTENT_MAX_BYTES: usize = 1 << 20;
 /// The most messages one [`ConversationStore::append_messages`] call takes.
-/// They go in as one statement (six array parameters, whatever the count)
-/// inside one transaction that locks the conversation; the cap bounds how
-/// long that lock is held and how many rows one call returns.
+/// They go in as one statement (four array parameters, whatever the count)
+/// that also moves the conversation's `updated_at`, so holds its row lock
+/// until it ends; the cap bounds how long that lock is held and how many
+/// rows one call returns.
 pub const BATCH_MAX: usize = 10_000;
 /// The largest total content of one [`ConversationStore::append_messages`]
 /// call, in bytes (64 MiB).

@@ -72,7 +72,8 @@ impl PgStore {
     /// be called inside a Tokio runtime.
     ///
     /// Fails with [`Error::Config`] when the TLS settings cannot be built
-    /// (an unreadable `DB_SSL_ROOT_CERT`), and with [`Error::Unavailable`]
+    /// (an unreadable `DB_SSL_ROOT_CERT`) or the pool settings are unusable
+    /// (a zero maximum or timeout, a minimum above the maximum), and with [`Error::Unavailable`]
     /// when it has read replicas but runs outside a Tokio runtime.
     pub async fn new(config: DbConfig) -> Result<Self> {
         let health = Arc::new(Health::default());

@@ -580,7 +580,10 @@ impl UserStore for PgStore {
 
     /// Checks email and password. Returns the user (with `last_login` set to
     /// now). A hash that is not what the configured scheme writes
-    /// (`PASSWORD_HASH`) is replaced in the same call.
+    /// (`PASSWORD_HASH`) is replaced in the same call when a hashing slot is
+    /// free at once (otherwise at a later login), except an argon2 hash of a
+    /// password over 72 bytes under `PASSWORD_HASH=bcrypt`, which bcrypt
+    /// cannot hash and which therefore stays.
     ///
     /// Every attempt is counted per email (known or not) in the database
     /// before any password is checked; a success clears the count. Past
