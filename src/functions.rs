@@ -168,4 +168,17 @@ pub(crate) mod clock {
     pub(crate) fn current() -> db_now {
         db_now()
     }
+
+    diesel::define_sql_function! {
+        /// SQL `clock_timestamp()`: the time the statement reads it.
+        #[sql_name = "clock_timestamp"]
+        fn db_clock_timestamp() -> Timestamptz;
+    }
+
+    /// `clock_timestamp()`: the time as the statement runs, not when its
+    /// transaction began. For a check that must see an expiry another
+    /// transaction wrote (as `now()`) after this one began.
+    pub(crate) fn as_it_runs() -> db_clock_timestamp {
+        db_clock_timestamp()
+    }
 }

@@ -223,6 +223,13 @@ async fn take_over(
     let refresh_tokens_revoked =
         crate::repo::refresh_tokens::revoke_all_of_user(conn, account.id).await?;
     crate::repo::password_reset_requests::expire_pending_of_user(conn, account.id).await?;
+    // And the links it generated for others, had it been an admin.
+    crate::repo::password_reset_requests::expire_generated_by(
+        conn,
+        account.id,
+        crate::AuditAction::AdminGeneratedResetToken.as_str(),
+    )
+    .await?;
     Ok(TakenOver {
         account,
         sessions_ended,

@@ -511,3 +511,51 @@ async fn logins_racing_a_password_change_keep_nothing_after_it() {
     assert!(logged_in > 0, "the attack never got in before the change");
     assert_eq!(credentials_of(&db, victim.id.0).await, (0, 0));
 }
+
+/// Two logins of one user at once while its hash is of the old scheme:
+/// both check the old hash, one upgrade wins, and the other login finds a
+/// hash it did not check. The password did not change, so it must still
+/// get in (by checking once more), not be refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_logins_that_both_upgrade_the_hash_both_get_in() {
+    let db = TestDb::migrated().await;
+    let old_scheme = store_with(&db, &[("PASSWORD_HASH", "bcrypt")]).await;
+    let user = old_scheme
+        .create_user(NewLocalUser::new("twice@example.com", PW, "Twice"))
+        .await
+        .expect("a user with a bcrypt hash");
+    let store = Arc::new(store_with(&db, &[("PASSWORD_HASH_CONCURRENCY", "2")]).await);
+    let logins: Vec<_> = (0..2)
+        .map(|n| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .log_in(
+                        "twice@example.com",
+                        PW,
+                        &format!("tab-{n}"),
+                        &a_session(),
+                        None,
+                    )
+                    .await
+            })
+        })
+        .collect();
+    for login in logins {
+        let done = login.await.expect("join").expect("both tabs log in");
+        assert_eq!(done.user.id, user.id);
+        assert!(done.refresh_token.is_none());
+    }
+    assert_eq!(credentials_of(&db, user.id.0).await, (2, 0));
+    let hash: String = db
+        .client()
+        .await
+        .query_one(
+            "SELECT password_hash FROM users WHERE email = 'twice@example.com'",
+            &[],
+        )
+        .await
+        .expect("hash")
+        .get(0);
+    assert!(hash.starts_with("$argon2id$"), "upgraded once: {hash}");
+}

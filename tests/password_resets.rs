@@ -1033,3 +1033,55 @@ async fn links_an_admin_generated_end_when_that_admin_is_taken_back() {
         8
     );
 }
+
+/// The redeeming transaction begins, then waits for the user's row; a
+/// block of the admin who generated the link begins after it and commits
+/// meanwhile, cutting the link short with its own (later) `now()`. When
+/// the redemption goes on, the link must count as expired: expiry is
+/// checked on the clock as the look-up runs, not the transaction's start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_cut_short_while_its_redemption_waits_is_refused() {
+    let db = TestDb::migrated().await;
+    let store = Arc::new(db.store().await);
+    let root = user(&store, "root@example.com", Role::Superadmin).await;
+    let boss = user(&store, "boss@example.com", Role::Admin).await;
+    let ann = user(&store, "ann@example.com", Role::User).await;
+    let link = store
+        .admin_generate_password_reset(boss.id, ann.id, &meta())
+        .await
+        .expect("boss's link")
+        .token;
+
+    let mut holder = db.client().await;
+    let watcher = db.client().await;
+    let hold = holder.transaction().await.expect("begin");
+    hold.execute(
+        "SELECT 1 FROM users WHERE id = $1::text::uuid FOR UPDATE",
+        &[&ann.id.to_string()],
+    )
+    .await
+    .expect("hold ann's row");
+    let redeeming = {
+        let (store, link) = (store.clone(), link.clone());
+        tokio::spawn(async move {
+            store
+                .reset_password(link.expose(), "an attacker's password", &meta())
+                .await
+        })
+    };
+    common::until_waiting(&watcher, 1).await;
+    store
+        .block_user(root.id, boss.id, "took links home", &meta())
+        .await
+        .expect("block boss");
+    hold.commit().await.expect("release ann's row");
+
+    assert_eq!(
+        rejected(redeeming.await.expect("join")),
+        TokenProblem::Expired
+    );
+    store
+        .authenticate("ann@example.com", OLD_PW)
+        .await
+        .expect("ann's password is unchanged");
+}

@@ -617,6 +617,25 @@ async fn take_over_existing_raises_the_account_and_logs_its_owner_out() {
         .expect("reset")
         .delivery
         .expect("a token for an existing account");
+    // Had the stranger's account been made an admin, the links it
+    // generated for others go with the take-over too.
+    db.client()
+        .await
+        .execute(
+            "UPDATE users SET role = 'admin' WHERE email = 'superadmin@example.com'",
+            &[],
+        )
+        .await
+        .expect("make the stranger an admin");
+    let generated = store
+        .admin_generate_password_reset(
+            stranger.id,
+            bystander.id,
+            &pronghorn_db::models::RequestMeta::default(),
+        )
+        .await
+        .expect("a link the stranger generated")
+        .token;
 
     let out = run(
         &db,
@@ -706,5 +725,19 @@ async fn take_over_existing_raises_the_account_and_logs_its_owner_out() {
         }) => {}
         other => panic!("expected an expired reset token, got {other:?}"),
     }
+    match store
+        .reset_password(
+            generated.expose(),
+            "strangers-new-password-2",
+            &pronghorn_db::models::RequestMeta::default(),
+        )
+        .await
+    {
+        Err(Error::TokenRejected {
+            problem: TokenProblem::Expired,
+        }) => {}
+        other => panic!("expected the generated link expired, got {other:?}"),
+    }
     assert!(logs_in(&store, "superadmin@example.com", SEED_PASSWORD).await);
+    assert!(logs_in(&store, "bystander@example.org", STRANGER_PASSWORD).await);
 }

@@ -125,7 +125,10 @@ pub async fn insert(
 }
 
 /// A reset request as found by its digest, with whether it has expired by
-/// the database's clock.
+/// the database's clock as the look-up runs (`clock_timestamp()`, not the
+/// transaction's `now()`: a change that began after the redeeming
+/// transaction and cut the request short, committing while it waited for
+/// a lock, writes an expiry later than that transaction's `now()`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FoundRequest {
     /// The row.
@@ -141,7 +144,10 @@ pub async fn find_by_digest(
 ) -> Result<Option<FoundRequest>> {
     Ok(prr::table
         .filter(prr::reset_token_hash.eq(digest.as_str()))
-        .select((PasswordResetRequest::columns(), prr::expires_at.le(now)))
+        .select((
+            PasswordResetRequest::columns(),
+            prr::expires_at.le(clock::as_it_runs()),
+        ))
         .first(&mut conn)
         .await
         .optional()?
@@ -156,7 +162,10 @@ pub async fn lock_by_digest(
 ) -> Result<Option<FoundRequest>> {
     Ok(prr::table
         .filter(prr::reset_token_hash.eq(digest.as_str()))
-        .select((PasswordResetRequest::columns(), prr::expires_at.le(now)))
+        .select((
+            PasswordResetRequest::columns(),
+            prr::expires_at.le(clock::as_it_runs()),
+        ))
         .for_update()
         .first(&mut conn)
         .await

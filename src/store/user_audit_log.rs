@@ -36,8 +36,9 @@ pub enum AuditAction {
     /// An admin deleted a user; details `{email}`.
     UserDeleted,
     /// An admin generated a password reset token for a user; details
-    /// `{requestId}` (entries written before this crate named the request
-    /// have `{}`).
+    /// `{requestId}`, which lets a block, role change, deletion or password
+    /// change of that admin end the link (entries written before this crate
+    /// named the request, and the Node app's, have none and are skipped).
     AdminGeneratedResetToken,
     /// A user set a new password with a password reset token; details
     /// `{requestId}`.

@@ -215,6 +215,69 @@ async fn delete_with_entry(
     deleted
 }
 
+/// One try of [`UserStore::log_in`]: authenticates, then writes the
+/// session and the refresh token in a transaction that share-locks the
+/// user's row and finds the hash checked still there. Fails with
+/// [`Error::InvalidCredentials`] (all writes rolled back) when it is not,
+/// or the user is gone.
+async fn log_in_once(
+    store: &PgStore,
+    email: &str,
+    password: &str,
+    sid: &str,
+    session: &SessionData,
+    ttl: Option<diesel::pg::data_types::PgInterval>,
+) -> Result<LoggedIn> {
+    let token = ttl.map(|_| Token::generate()).transpose()?;
+    let user = store.authenticate(email, password).await?;
+    let mut data = session.clone();
+    data.fields.insert("userId".into(), json!(user.id));
+    let sess = data.to_json()?;
+    let session_expires_at = data.cookie.session_expiry(chrono::Utc::now());
+    let (id, checked) = (user.id, user.password_hash);
+    let digest = token.as_ref().map(Token::digest);
+    let sid = sid.to_owned();
+    let (locked, row) = store
+        .transaction(move |conn| {
+            Box::pin(async move {
+                // The lock first: the writes pipelined after it run once it
+                // is granted, and are rolled back when the check below fails.
+                let (locked, written, issued) = join3(
+                    repo::share_lock_by_id(conn, id),
+                    sessions_repo::upsert(conn, &sid, &sess, session_expires_at),
+                    OptionFuture::from(
+                        digest
+                            .as_ref()
+                            .zip(ttl)
+                            .map(|(d, ttl)| refresh_repo::insert(conn, id, d, ttl)),
+                    ),
+                )
+                .await;
+                let locked = match locked {
+                    Err(Error::NotFound { .. }) => return Err(Error::InvalidCredentials),
+                    other => other?,
+                };
+                if locked.password_hash != checked {
+                    return Err(Error::InvalidCredentials);
+                }
+                if locked.blocked() {
+                    return Err(Error::AccountBlocked);
+                }
+                written?;
+                Ok((locked, issued.transpose()?))
+            })
+        })
+        .await?;
+    Ok(LoggedIn {
+        // As locked: a role change that committed since the check shows.
+        user: locked,
+        session_expires_at,
+        refresh_token: row
+            .zip(token)
+            .map(|(row, t)| IssuedRefreshToken::new(row, t)),
+    })
+}
+
 fn not_found_user(e: Error) -> Error {
     match e {
         Error::NotFound { .. } => Error::NotFound { entity: "user" },
@@ -723,8 +786,11 @@ impl UserStore for PgStore {
     /// the check refuses the login; if it commits after, it ends what the
     /// login wrote. Calling `authenticate`, `set_session` and
     /// `issue_refresh_token` one after another leaves that window open for
-    /// as long as the password check takes. Returns the user, the session's
-    /// expiry and the refresh token.
+    /// as long as the password check takes. When the hash moved without the
+    /// password changing (a concurrent login of the same user upgraded it),
+    /// the login checks the password once more against the new hash, so it
+    /// costs a second check and counts a second attempt. Returns the user as
+    /// locked, the session's expiry and the refresh token.
     ///
     /// Fails with [`Error::Validation`] on `sid`, `sess` or `ttl` (checked
     /// first, as `set_session` and `issue_refresh_token` check them), as
@@ -745,54 +811,16 @@ impl UserStore for PgStore {
                 .map(|ttl| interval("ttl", ttl, MAX_REFRESH_TOKEN_TTL))
                 .transpose()?;
             session.to_json()?;
-            let token = ttl.map(|_| Token::generate()).transpose()?;
-            let user = self.authenticate(email, password).await?;
-            let mut data = session.clone();
-            data.fields.insert("userId".into(), json!(user.id));
-            let sess = data.to_json()?;
-            let session_expires_at = data.cookie.session_expiry(chrono::Utc::now());
-            let (id, checked) = (user.id, user.password_hash.clone());
-            let digest = token.as_ref().map(Token::digest);
-            let row = self
-                .transaction(move |conn| {
-                    Box::pin(async move {
-                        // The lock first: the writes pipelined after it run
-                        // once it is granted, and are rolled back when the
-                        // check below fails.
-                        let (locked, written, issued) = join3(
-                            repo::share_lock_by_id(conn, id),
-                            sessions_repo::upsert(conn, &sid, &sess, session_expires_at),
-                            OptionFuture::from(
-                                digest
-                                    .as_ref()
-                                    .zip(ttl)
-                                    .map(|(d, ttl)| refresh_repo::insert(conn, id, d, ttl)),
-                            ),
-                        )
-                        .await;
-                        let locked = match locked {
-                            Err(Error::NotFound { .. }) => return Err(Error::InvalidCredentials),
-                            other => other?,
-                        };
-                        if locked.password_hash != checked {
-                            return Err(Error::InvalidCredentials);
-                        }
-                        if locked.blocked() {
-                            return Err(Error::AccountBlocked);
-                        }
-                        written?;
-                        issued.transpose()
-                    })
-                })
-                .await?;
-            let refresh_token = row
-                .zip(token)
-                .map(|(row, t)| IssuedRefreshToken::new(row, t));
-            Ok(LoggedIn {
-                user,
-                session_expires_at,
-                refresh_token,
-            })
+            // A hash that moved between the check and the lock was either
+            // changed (the password is no longer this one) or upgraded by a
+            // concurrent login of the same user (the password still is):
+            // checking once more tells them apart.
+            match log_in_once(self, email, password, &sid, session, ttl).await {
+                Err(Error::InvalidCredentials) => {
+                    log_in_once(self, email, password, &sid, session, ttl).await
+                }
+                other => other,
+            }
         })
     }
 
