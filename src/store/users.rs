@@ -217,9 +217,9 @@ async fn delete_with_entry(
 
 /// One try of [`UserStore::log_in`]: authenticates, then writes the
 /// session and the refresh token in a transaction that share-locks the
-/// user's row and finds the hash checked still there. Fails with
-/// [`Error::InvalidCredentials`] (all writes rolled back) when it is not,
-/// or the user is gone.
+/// user's row and finds the hash checked still there. Returns `None`, with
+/// every write rolled back, when the hash moved or the user is gone after
+/// the password was checked; fails as `authenticate` fails before that.
 async fn log_in_once(
     store: &PgStore,
     email: &str,
@@ -227,7 +227,7 @@ async fn log_in_once(
     sid: &str,
     session: &SessionData,
     ttl: Option<diesel::pg::data_types::PgInterval>,
-) -> Result<LoggedIn> {
+) -> Result<Option<LoggedIn>> {
     let token = ttl.map(|_| Token::generate()).transpose()?;
     let user = store.authenticate(email, password).await?;
     let mut data = session.clone();
@@ -237,7 +237,7 @@ async fn log_in_once(
     let (id, checked) = (user.id, user.password_hash);
     let digest = token.as_ref().map(Token::digest);
     let sid = sid.to_owned();
-    let (locked, row) = store
+    let written = store
         .transaction(move |conn| {
             Box::pin(async move {
                 // The lock first: the writes pipelined after it run once it
@@ -253,6 +253,8 @@ async fn log_in_once(
                     ),
                 )
                 .await;
+                // InvalidCredentials here only rolls the writes back: the
+                // password was right, and the caller checks it once more.
                 let locked = match locked {
                     Err(Error::NotFound { .. }) => return Err(Error::InvalidCredentials),
                     other => other?,
@@ -267,15 +269,20 @@ async fn log_in_once(
                 Ok((locked, issued.transpose()?))
             })
         })
-        .await?;
-    Ok(LoggedIn {
+        .await;
+    let (locked, row) = match written {
+        Ok(written) => written,
+        Err(Error::InvalidCredentials) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    Ok(Some(LoggedIn {
         // As locked: a role change that committed since the check shows.
         user: locked,
         session_expires_at,
         refresh_token: row
             .zip(token)
             .map(|(row, t)| IssuedRefreshToken::new(row, t)),
-    })
+    }))
 }
 
 fn not_found_user(e: Error) -> Error {
@@ -815,11 +822,11 @@ impl UserStore for PgStore {
             // changed (the password is no longer this one) or upgraded by a
             // concurrent login of the same user (the password still is):
             // checking once more tells them apart.
-            match log_in_once(self, email, password, &sid, session, ttl).await {
-                Err(Error::InvalidCredentials) => {
-                    log_in_once(self, email, password, &sid, session, ttl).await
-                }
-                other => other,
+            match log_in_once(self, email, password, &sid, session, ttl).await? {
+                Some(done) => Ok(done),
+                None => log_in_once(self, email, password, &sid, session, ttl)
+                    .await?
+                    .ok_or(Error::InvalidCredentials),
             }
         })
     }
