@@ -74,6 +74,11 @@ pub struct Cursor {
     pub id: Uuid,
 }
 
+/// PostgreSQL's earliest `timestamptz`, 4714-11-24 00:00:00 UTC BC, in
+/// microseconds since 1970. Its latest (year 294276) lies beyond chrono's
+/// range, so every time chrono decodes is below it.
+const PG_EARLIEST_MICROS: i64 = -210_866_803_200_000_000;
+
 /// A stable fingerprint of a query's shape (FNV-1a over its parts), so that
 /// a cursor cannot be replayed against other filters.
 pub(crate) fn scope(parts: &[&str]) -> u64 {
@@ -120,7 +125,13 @@ impl Cursor {
         if u64::from_be_bytes(tag) != scope {
             return Err(bad("belongs to another query (filters or order changed)"));
         }
-        let at = DateTime::<Utc>::from_timestamp_micros(i64::from_be_bytes(micros))
+        let micros = i64::from_be_bytes(micros);
+        // Before PostgreSQL's first instant no row can sit, and binding
+        // such a time would fail in the database, not here.
+        if micros < PG_EARLIEST_MICROS {
+            return Err(bad("holds an impossible time"));
+        }
+        let at = DateTime::<Utc>::from_timestamp_micros(micros)
             .ok_or_else(|| bad("holds an impossible time"))?;
         Ok(Cursor {
             at,

@@ -568,3 +568,73 @@ async fn awkward_text_is_stored_and_read_back_verbatim() {
         .expect("audit");
     assert_eq!(log.items[0].user_agent.as_deref(), Some(AWKWARD[1]));
 }
+
+/// A cursor in this crate's format, forged for `scope_parts` (the parts the
+/// store fingerprints a listing by): what a client that read the format
+/// could build without ever getting it from the store.
+fn forged_cursor(micros: i64, scope_parts: &[&str]) -> String {
+    use base64::Engine;
+    let mut scope: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in scope_parts {
+        for byte in part.as_bytes().iter().chain(std::iter::once(&0xff)) {
+            scope ^= u64::from(*byte);
+            scope = scope.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    let mut bytes = vec![1u8];
+    bytes.extend_from_slice(&micros.to_be_bytes());
+    bytes.extend_from_slice(&[0u8; 16]);
+    bytes.extend_from_slice(&scope.to_be_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A cursor that passes its listing's scope check but holds a time before
+/// PostgreSQL's first instant (4714 BC) is a `Validation` error on
+/// `cursor`, not a database error; the first instant itself is a cursor
+/// like any other (an empty page follows it).
+#[tokio::test]
+async fn a_forged_cursor_with_a_time_postgres_cannot_hold_is_refused_as_input() {
+    let w = world().await;
+    let (owner, conv) = (w.owner.to_string(), w.conv.to_string());
+    let conversations = |micros| forged_cursor(micros, &["conversations", &owner]);
+    let messages = |micros| forged_cursor(micros, &["messages", &owner, &conv, "newest"]);
+    let earliest = -210_866_803_200_000_000i64;
+    for micros in [earliest - 1, -300_000_000_000_000_000, i64::MIN] {
+        field(
+            "list_conversations, forged time",
+            w.store
+                .list_conversations(w.owner, &PageRequest::after(5, conversations(micros)))
+                .await,
+            "cursor",
+        );
+        field(
+            "list_messages, forged time",
+            w.store
+                .list_messages(
+                    w.owner,
+                    w.conv,
+                    MessageOrder::NewestFirst,
+                    &PageRequest::after(5, messages(micros)),
+                )
+                .await,
+            "cursor",
+        );
+    }
+    let page = w
+        .store
+        .list_conversations(w.owner, &PageRequest::after(5, conversations(earliest)))
+        .await
+        .expect("the earliest instant is a usable cursor");
+    assert!(page.items.is_empty());
+    let page = w
+        .store
+        .list_messages(
+            w.owner,
+            w.conv,
+            MessageOrder::NewestFirst,
+            &PageRequest::after(5, messages(earliest)),
+        )
+        .await
+        .expect("the earliest instant is a usable cursor");
+    assert!(page.items.is_empty());
+}

@@ -1279,3 +1279,58 @@ async fn password_reset_work_after_the_answer_is_bounded() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// The rate limit keys an IPv6 client on its /64 (one host usually holds a
+/// whole one, and could otherwise take a fresh bucket from each of its
+/// addresses) and an IPv4-mapped address on the IPv4 address it carries.
+/// Requests go to the example's real router, each from the client address
+/// axum would record for its connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limit_counts_a_whole_ipv6_64_and_mapped_ipv4_as_one_client() {
+    use axum::extract::ConnectInfo;
+    use std::net::SocketAddr;
+    use tower::ServiceExt;
+    let db = TestDb::migrated().await;
+    let store: Arc<dyn Store> = Arc::new(db.store().await);
+    let mut st = state(store, Arc::new(Outbox::default()));
+    st.rate_limit = example::app::RateLimit {
+        window: std::time::Duration::from_secs(60),
+        max_requests: 2,
+    };
+    let router = example::app::router(st, "/api/v1");
+    let from = |addr: &str| {
+        let peer: SocketAddr = addr.parse().expect("address");
+        let mut req = axum::http::Request::builder()
+            .uri("/api/v1/health")
+            .body(axum::body::Body::empty())
+            .expect("request");
+        req.extensions_mut().insert(ConnectInfo(peer));
+        req
+    };
+    let status = |addr: &'static str| {
+        let router = router.clone();
+        let req = from(addr);
+        async move { router.oneshot(req).await.expect("answer").status() }
+    };
+    // Two from one /64 use up its bucket; every other address in it is
+    // refused too, while another /64 has a bucket of its own.
+    assert_eq!(status("[2001:db8:0:1::1]:1000").await, StatusCode::OK);
+    assert_eq!(status("[2001:db8:0:1::2]:1000").await, StatusCode::OK);
+    assert_eq!(
+        status("[2001:db8:0:1:ffff::9]:2000").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(status("[2001:db8:0:2::1]:1000").await, StatusCode::OK);
+    // An IPv4 client is one bucket whether it arrives as IPv4 or mapped.
+    assert_eq!(status("203.0.113.7:1000").await, StatusCode::OK);
+    assert_eq!(status("[::ffff:203.0.113.7]:1000").await, StatusCode::OK);
+    assert_eq!(
+        status("203.0.113.7:3000").await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(status("203.0.113.8:1000").await, StatusCode::OK);
+    assert_eq!(
+        example::app::client_key("2001:db8:0:1:aaaa:bbbb:cccc:dddd".parse().expect("ip")),
+        "2001:db8:0:1::".parse::<std::net::IpAddr>().expect("ip")
+    );
+}

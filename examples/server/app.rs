@@ -142,16 +142,40 @@ pub fn router(state: AppState, base: &str) -> Router {
     } else {
         Router::new().nest(base, api).fallback(no_route)
     };
-    // A bucket of `max_requests` per client address, refilled one request
-    // every `window / max_requests`. It answers 429 before any handler runs.
+    // A bucket of `max_requests` per client (see `ClientKey`), refilled one
+    // request every `window / max_requests`. It answers 429 before any
+    // handler runs.
     let max = limit.max_requests.max(1);
+    let period = (limit.window / max).max(Duration::from_millis(1));
     let config = tower_governor::governor::GovernorConfigBuilder::default()
-        .period((limit.window / max).max(Duration::from_millis(1)))
+        .key_extractor(ClientKey)
+        .period(period)
         .burst_size(max)
         .use_headers()
         .finish();
     let app = match config {
-        Some(config) => app.layer(tower_governor::GovernorLayer::new(config)),
+        Some(config) => {
+            // Once per window, the buckets of clients quiet long enough to
+            // be full again are dropped, so that a client rotating
+            // addresses cannot grow the limiter without bound. The task
+            // holds the limiter weakly and ends with it.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let limiter = Arc::downgrade(config.limiter());
+                let window = limit.window.max(Duration::from_secs(1));
+                runtime.spawn(async move {
+                    let mut every = tokio::time::interval(window);
+                    every.tick().await;
+                    loop {
+                        every.tick().await;
+                        match limiter.upgrade() {
+                            Some(limiter) => limiter.retain_recent(),
+                            None => break,
+                        }
+                    }
+                });
+            }
+            app.layer(tower_governor::GovernorLayer::new(config))
+        }
         None => {
             tracing::error!("the rate limit cannot be built; serving without it");
             app
@@ -160,6 +184,43 @@ pub fn router(state: AppState, base: &str) -> Router {
     // Outermost: every error answer, the limiter's and axum's own included,
     // gets the one JSON error body.
     app.layer(axum::middleware::map_response(one_error_body))
+}
+
+/// The rate limit's key: the peer's IPv4 address, or the /64 network of
+/// its IPv6 address. One host is usually given a whole /64, so keying on
+/// the full IPv6 address would hand it 2^64 buckets; an IPv4-mapped address
+/// counts as the IPv4 address it carries. Never a forwarded header, which
+/// any client can write.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientKey;
+
+impl tower_governor::key_extractor::KeyExtractor for ClientKey {
+    type Key = std::net::IpAddr;
+
+    fn extract<T>(
+        &self,
+        req: &axum::http::Request<T>,
+    ) -> Result<Self::Key, tower_governor::GovernorError> {
+        req.extensions()
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|c| client_key(c.0.ip()))
+            .ok_or(tower_governor::GovernorError::UnableToExtractKey)
+    }
+}
+
+/// What [`ClientKey`] keys `ip` on.
+pub fn client_key(ip: std::net::IpAddr) -> std::net::IpAddr {
+    use std::net::{IpAddr, Ipv6Addr};
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+            }
+        },
+    }
 }
 
 async fn no_route() -> ApiError {
