@@ -2,7 +2,9 @@
 //! runs every workload a few times through the [`crate::wire`] proxy on a
 //! pool of one connection, and the statements each sends (their SQL text,
 //! in order) must be identical. Round trips and prepares per operation are
-//! kept for the report.
+//! kept for the report: the proxy holds every answer back for
+//! [`FLIGHT_LATENCY`], so a round trip is a wait for an answer, and
+//! statements a contender pipelines count as one.
 
 use crate::contender::handwritten::HandWritten;
 use crate::contender::sqlx_pool::Sqlx;
@@ -20,6 +22,9 @@ use std::collections::BTreeMap;
 const WARM_UP_OPS: usize = 2;
 /// Operations per workload counted.
 const COUNTED_OPS: usize = 3;
+/// What the proxy adds to every answer while counting: far above a local
+/// server's answer time, so that each wait shows as a pause on the wire.
+const FLIGHT_LATENCY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// What one operation of a workload sends on one contender.
 #[derive(Debug, Clone, PartialEq)]
@@ -28,7 +33,8 @@ pub struct Profile {
     pub contender: &'static str,
     /// The statements of one operation, in order.
     pub statements: Vec<String>,
-    /// Round trips per operation.
+    /// Round trips per operation: the times it waited for an answer
+    /// before sending again.
     pub round_trips: f64,
     /// The statements prepared by one operation once warm (none when every
     /// statement is served from the contender's cache).
@@ -49,7 +55,7 @@ pub async fn verify(
     fixture: &Fixture,
     workloads: &[Workload],
 ) -> Result<Profiles> {
-    let proxy = Proxy::start(target.address()).await?;
+    let proxy = Proxy::with_latency(target.address(), FLIGHT_LATENCY).await?;
     let via = target.via("127.0.0.1", proxy.port());
     let handwritten = HandWritten::connect(&via, 1).await?;
     let store = Store::connect(&via, 1).await?;
@@ -105,12 +111,13 @@ async fn profile<C: Contender>(
                 .with_context(failed)?,
         );
     }
-    // The proxy runs without a latency here, so it counts no flights.
+    // Waits for an answer, not `Sync` messages: a pipelined group sends a
+    // `Sync` per statement and waits once.
     let Traffic {
         statements,
-        round_trips,
+        round_trips: _,
         prepared,
-        flights: _,
+        flights,
     } = proxy.take();
     let statements: Vec<String> = statements.iter().map(|s| canonical(s).to_owned()).collect();
     ensure!(
@@ -135,7 +142,7 @@ async fn profile<C: Contender>(
     Ok(Profile {
         contender: contender.name(),
         statements: first,
-        round_trips: round_trips as f64 / COUNTED_OPS as f64,
+        round_trips: flights as f64 / COUNTED_OPS as f64,
         prepared: prepared[..prepared.len() / COUNTED_OPS].to_vec(),
         rows: rows[0],
     })
