@@ -946,6 +946,35 @@ async fn a_reset_detaches_an_oauth_identity_that_never_proved_the_email() {
         0
     );
 
+    // An identity whose row says neither true nor false (the template's
+    // column allows NULL, and a Node app may write it) counts as
+    // unverified too.
+    let (unknown, _) = store
+        .find_or_create_oauth_user(sign_in("null-maker", "other@example.com", false))
+        .await
+        .expect("a sign-in");
+    db.client()
+        .await
+        .execute(
+            "UPDATE users SET email_verified = NULL WHERE oauth_id = 'null-maker'",
+            &[],
+        )
+        .await
+        .expect("a NULL email_verified");
+    let token = token_for(&store, "other@example.com").await;
+    let reset = store
+        .reset_password(token.expose(), NEW_PW, &meta())
+        .await
+        .expect("reset");
+    assert_eq!(reset.id, unknown.id);
+    assert_eq!(reset.oauth_id, None);
+    assert!(matches!(
+        store
+            .find_or_create_oauth_user(sign_in("null-maker", "other@example.com", false))
+            .await,
+        Err(Error::Conflict { .. })
+    ));
+
     // A provider that verified the email vouches for its user: a reset
     // sets a password beside the identity and keeps it.
     let (vouched, _) = store

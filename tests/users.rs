@@ -1249,3 +1249,46 @@ async fn role_changes_keep_what_else_the_list_holds() {
     assert!(roles.contains(&serde_json::json!("one")), "{roles:?}");
     assert!(roles.contains(&serde_json::json!("two")), "{roles:?}");
 }
+
+/// A role the store does not know, written by another app (case, spaces,
+/// a stray value), grants nothing: such an actor manages nobody, and such
+/// a target counts as below every admin.
+#[tokio::test]
+async fn a_role_written_in_another_form_grants_nothing() {
+    let db = TestDb::migrated().await;
+    let store = db.store().await;
+    let admin = user(&store, "admin@x.io", Role::Admin).await;
+    let u = user(&store, "u@x.io", Role::User).await;
+    let m = meta();
+    let client = db.client().await;
+    for (n, odd) in ["ADMIN", " admin", "admin ", "Superadmin", "root", ""]
+        .into_iter()
+        .enumerate()
+    {
+        let actor = user(&store, &format!("odd{n}@x.io"), Role::User).await;
+        client
+            .execute(
+                "UPDATE users SET role = $1 WHERE email = $2",
+                &[&odd, &format!("odd{n}@x.io")],
+            )
+            .await
+            .expect("an odd role");
+        forbidden(store.block_user(actor.id, u.id, "odd", &m).await);
+        forbidden(store.change_role(actor.id, u.id, Role::Admin, &m).await);
+        forbidden(store.delete_user(actor.id, u.id, &m).await);
+        // As a target it is below an admin, who may block and unblock it.
+        store
+            .block_user(admin.id, actor.id, "odd role", &m)
+            .await
+            .unwrap_or_else(|e| panic!("{odd:?} as a target: {e}"));
+    }
+    let nulled = user(&store, "null@x.io", Role::User).await;
+    client
+        .execute(
+            "UPDATE users SET role = NULL WHERE email = 'null@x.io'",
+            &[],
+        )
+        .await
+        .expect("a NULL role");
+    forbidden(store.block_user(nulled.id, u.id, "odd", &m).await);
+}

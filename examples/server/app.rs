@@ -564,9 +564,8 @@ impl FromRequestParts<AppState> for Admin {
 
 /// Whether `APP_ENV` or `NODE_ENV` says production.
 pub fn production() -> bool {
-    ["APP_ENV", "NODE_ENV"]
-        .iter()
-        .any(|k| std::env::var(k).is_ok_and(|v| v.eq_ignore_ascii_case("production")))
+    // The crate's one rule (trimmed, any case), as the seed guard reads it.
+    pronghorn_db::seed::is_production(|k| std::env::var(k).ok())
 }
 
 /// The `Set-Cookie` value for a session id, signed and encoded as

@@ -279,7 +279,8 @@ pub async fn detach_unverified_oauth(mut conn: &AsyncPgConnection, id: UserId) -
     let n = diesel::update(
         users::table
             .find(id)
-            .filter(users::email_verified.eq(false))
+            // NULL (a template column that allows it) is not verified either.
+            .filter(users::email_verified.is_distinct_from(true))
             .filter(users::oauth_id.is_not_null()),
     )
     .set((
