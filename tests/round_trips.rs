@@ -509,15 +509,7 @@ async fn store_writes_take_the_fewest_round_trips_their_reads_allow() {
         ),
     )
     .await;
-    assert!(
-        matches!(
-            r,
-            Err(Error::NotFound {
-                entity: "conversation"
-            })
-        ),
-        "{r:?}"
-    );
+    not_the_owners(&r);
     tally.record(
         "list_messages, not the owner",
         n,
@@ -533,15 +525,7 @@ async fn store_writes_take_the_fewest_round_trips_their_reads_allow() {
             MessageOrder::OldestFirst,
         )
         .await;
-    assert!(
-        matches!(
-            r,
-            Err(Error::NotFound {
-                entity: "conversation"
-            })
-        ),
-        "{r:?}"
-    );
+    not_the_owners(&r);
 
     for email in ["gone1@example.com", "gone2@example.com"] {
         let doomed = user(&store, email, Role::User).await;
@@ -571,6 +555,19 @@ async fn store_writes_take_the_fewest_round_trips_their_reads_allow() {
     }
 
     tally.check();
+}
+
+/// A stranger's read of a conversation: the conversation's `NotFound`.
+fn not_the_owners<T: std::fmt::Debug>(r: &Result<T, Error>) {
+    assert!(
+        matches!(
+            r,
+            Err(Error::NotFound {
+                entity: "conversation"
+            })
+        ),
+        "{r:?}"
+    );
 }
 
 /// The id of the newest message of a conversation.
