@@ -172,7 +172,7 @@ pub async fn seed(
         refuse_in_production(production, "take over existing accounts")?;
     }
     let hash = store.passwords().hash(password).await?;
-    let mut report = store
+    let report = store
         .transaction(move |conn| {
             Box::pin(async move {
                 let mut report = SeedReport {
@@ -201,11 +201,17 @@ pub async fn seed(
                         }
                     }
                 }
+                // Counted on the primary, in this transaction: the report
+                // shows what the seed just wrote (a replica may lag).
+                report.counts = repo::count_by_role(conn)
+                    .await?
+                    .into_iter()
+                    .map(|(role, count)| RoleCount { role, count })
+                    .collect();
                 Ok(report)
             })
         })
         .await?;
-    report.counts = role_counts(store).await?;
     Ok(report)
 }
 
@@ -235,11 +241,6 @@ async fn take_over(
         sessions_ended,
         refresh_tokens_revoked,
     })
-}
-
-async fn role_counts(store: &PgStore) -> Result<Vec<RoleCount>> {
-    use crate::store::UserStore;
-    store.count_users_by_role().await
 }
 
 fn refuse_in_production(production: bool, what: &str) -> Result<()> {

@@ -1334,3 +1334,20 @@ async fn the_rate_limit_counts_a_whole_ipv6_64_and_mapped_ipv4_as_one_client() {
         "2001:db8:0:1::".parse::<std::net::IpAddr>().expect("ip")
     );
 }
+
+/// The rate limiter's sweep runs once per window while the limiter lives
+/// and ends once it is dropped (the task holds it weakly).
+#[tokio::test(start_paused = true)]
+async fn the_limiters_sweep_runs_each_window_and_ends_with_it() {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let swept = Arc::new(AtomicU32::new(0));
+    let task = example::app::sweep_while_alive(&swept, std::time::Duration::from_secs(60), |n| {
+        n.fetch_add(1, Ordering::SeqCst);
+    })
+    .expect("a runtime, so a task");
+    tokio::time::sleep(std::time::Duration::from_secs(60 * 3 + 30)).await;
+    assert_eq!(swept.load(Ordering::SeqCst), 3);
+    drop(swept);
+    tokio::time::sleep(std::time::Duration::from_secs(61)).await;
+    assert!(task.is_finished(), "the sweep outlived what it sweeps");
+}

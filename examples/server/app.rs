@@ -157,23 +157,10 @@ pub fn router(state: AppState, base: &str) -> Router {
         Some(config) => {
             // Once per window, the buckets of clients quiet long enough to
             // be full again are dropped, so that a client rotating
-            // addresses cannot grow the limiter without bound. The task
-            // holds the limiter weakly and ends with it.
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                let limiter = Arc::downgrade(config.limiter());
-                let window = limit.window.max(Duration::from_secs(1));
-                runtime.spawn(async move {
-                    let mut every = tokio::time::interval(window);
-                    every.tick().await;
-                    loop {
-                        every.tick().await;
-                        match limiter.upgrade() {
-                            Some(limiter) => limiter.retain_recent(),
-                            None => break,
-                        }
-                    }
-                });
-            }
+            // addresses cannot grow the limiter without bound.
+            sweep_while_alive(config.limiter(), limit.window, |limiter| {
+                limiter.retain_recent()
+            });
             app.layer(tower_governor::GovernorLayer::new(config))
         }
         None => {
@@ -184,6 +171,30 @@ pub fn router(state: AppState, base: &str) -> Router {
     // Outermost: every error answer, the limiter's and axum's own included,
     // gets the one JSON error body.
     app.layer(axum::middleware::map_response(one_error_body))
+}
+
+/// Calls `sweep` on `target` once per `every` (at least a second), from
+/// a task that holds `target` weakly and ends once it is dropped. Outside
+/// a Tokio runtime nothing is started. Returns the task, if started.
+pub fn sweep_while_alive<T: Send + Sync + 'static>(
+    target: &Arc<T>,
+    every: Duration,
+    sweep: fn(&T),
+) -> Option<tokio::task::JoinHandle<()>> {
+    let runtime = tokio::runtime::Handle::try_current().ok()?;
+    let target = Arc::downgrade(target);
+    let every = every.max(Duration::from_secs(1));
+    Some(runtime.spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.tick().await;
+        loop {
+            ticks.tick().await;
+            match target.upgrade() {
+                Some(target) => sweep(&target),
+                None => break,
+            }
+        }
+    }))
 }
 
 /// The rate limit's key: the peer's IPv4 address, or the /64 network of
