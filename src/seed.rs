@@ -84,9 +84,9 @@ pub enum ExistingAccounts {
     Leave,
     /// Make the account the seed user (email, name, role, additional roles,
     /// language, verified, local login with the seed password, no OAuth
-    /// identity, no avatar), and end its sessions, refresh tokens and
-    /// pending password resets, in the seed's transaction. Refused in
-    /// production.
+    /// identity, no avatar), and end its sessions, refresh tokens, pending
+    /// password resets and the reset links it generated for others as an
+    /// admin, in the seed's transaction. Refused in production.
     TakeOver,
 }
 
@@ -203,11 +203,7 @@ pub async fn seed(
                 }
                 // Counted on the primary, in this transaction: the report
                 // shows what the seed just wrote (a replica may lag).
-                report.counts = repo::count_by_role(conn)
-                    .await?
-                    .into_iter()
-                    .map(|(role, count)| RoleCount { role, count })
-                    .collect();
+                report.counts = crate::store::count_by_role(conn).await?;
                 Ok(report)
             })
         })
@@ -225,21 +221,13 @@ async fn take_over(
     hash: &str,
 ) -> Result<TakenOver> {
     repo::overwrite(conn, account.id, &seed_row(s, hash)).await?;
-    let sessions_ended = crate::repo::sessions::delete_all_of_user(conn, account.id).await?;
-    let refresh_tokens_revoked =
-        crate::repo::refresh_tokens::revoke_all_of_user(conn, account.id).await?;
-    crate::repo::password_reset_requests::expire_pending_of_user(conn, account.id).await?;
-    // And the links it generated for others, had it been an admin.
-    crate::repo::password_reset_requests::expire_generated_by(
-        conn,
-        account.id,
-        crate::AuditAction::AdminGeneratedResetToken.as_str(),
-    )
-    .await?;
+    // As every logout everywhere: sessions, refresh tokens, its pending
+    // reset links and those it generated for others as an admin.
+    let ended = crate::store::end_everywhere(conn, account.id).await?;
     Ok(TakenOver {
         account,
-        sessions_ended,
-        refresh_tokens_revoked,
+        sessions_ended: ended.sessions,
+        refresh_tokens_revoked: ended.refresh_tokens,
     })
 }
 

@@ -1276,7 +1276,7 @@ async fn a_role_written_in_another_form_grants_nothing() {
         forbidden(store.block_user(actor.id, u.id, "odd", &m).await);
         forbidden(store.change_role(actor.id, u.id, Role::Admin, &m).await);
         forbidden(store.delete_user(actor.id, u.id, &m).await);
-        // As a target it is below an admin, who may block and unblock it.
+        // As a target it is below an admin, who may block it.
         store
             .block_user(admin.id, actor.id, "odd role", &m)
             .await

@@ -201,7 +201,9 @@ pub fn sweep_while_alive<T: Send + Sync + 'static>(
 /// its IPv6 address. One host is usually given a whole /64, so keying on
 /// the full IPv6 address would hand it 2^64 buckets; an IPv4-mapped address
 /// counts as the IPv4 address it carries. Never a forwarded header, which
-/// any client can write.
+/// any client can write. A request without `ConnectInfo` (a server not
+/// started with `into_make_service_with_connect_info`) fails with
+/// `UnableToExtractKey`, answered as an internal error.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientKey;
 

@@ -43,8 +43,10 @@ pub use password_reset_requests::*;
 pub use pg::{Isolation, PgStore};
 pub use refresh_tokens::*;
 pub use replicas::ReplicaStatus;
+pub(crate) use sessions::end_everywhere;
 pub use sessions::*;
 pub use user_audit_log::*;
+pub(crate) use users::count_by_role;
 pub use users::*;
 pub use websocket_connections::*;
 

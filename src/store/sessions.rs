@@ -345,8 +345,9 @@ impl SessionStore for PgStore {
     /// Logs `user` out everywhere, in one transaction: deletes every session
     /// whose `sess` holds the user's id as `userId` (live or expired) and
     /// revokes every live refresh token of the user, including a successor
-    /// that a rotation in flight is issuing, and cuts the user's pending
-    /// password resets short (their links stop working). Returns how many
+    /// that a rotation in flight is issuing, and cuts short the user's
+    /// pending password resets and those it generated for others as an
+    /// admin (their links stop working). Returns how many
     /// sessions and tokens; an unknown user has no tokens, but sessions
     /// naming it are still deleted.
     ///

@@ -37,8 +37,8 @@ pub enum AuditAction {
     UserDeleted,
     /// An admin generated a password reset token for a user; details
     /// `{requestId}`, which lets a block, role change, deletion or password
-    /// change of that admin end the link (entries written before this crate
-    /// named the request, and the Node app's, have none and are skipped).
+    /// change of that admin end the link (an entry without it, as the Node
+    /// app writes them, is skipped).
     AdminGeneratedResetToken,
     /// A user set a new password with a password reset token; details
     /// `{requestId}`.

@@ -285,6 +285,15 @@ async fn log_in_once(
     }))
 }
 
+/// How many users hold each role, most common first, on `conn`.
+pub(crate) async fn count_by_role(conn: &AsyncPgConnection) -> Result<Vec<RoleCount>> {
+    Ok(repo::count_by_role(conn)
+        .await?
+        .into_iter()
+        .map(|(role, count)| RoleCount { role, count })
+        .collect())
+}
+
 fn not_found_user(e: Error) -> Error {
     match e {
         Error::NotFound { .. } => Error::NotFound { entity: "user" },
@@ -1064,13 +1073,8 @@ impl UserStore for PgStore {
     /// How many users hold each role, most common first.
     async fn count_users_by_role(&self) -> Result<Vec<RoleCount>> {
         observed!(self.slow(), "count_users_by_role", async {
-            let rows = self
-                .with_read_conn(|conn| Box::pin(repo::count_by_role(conn)))
-                .await?;
-            Ok(rows
-                .into_iter()
-                .map(|(role, count)| RoleCount { role, count })
-                .collect())
+            self.with_read_conn(|conn| Box::pin(count_by_role(conn)))
+                .await
         })
     }
 }
