@@ -6,7 +6,7 @@ mod common;
 
 use common::TestDb;
 use pronghorn_db::models::NewLocalUser;
-use pronghorn_db::{Error, PgStore, SessionCookie, SessionData, UserStore};
+use pronghorn_db::{Error, PgStore, SessionCookie, SessionData, SessionStore, UserStore};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -560,4 +560,52 @@ async fn two_logins_that_both_upgrade_the_hash_both_get_in() {
         .expect("hash")
         .get(0);
     assert!(hash.starts_with("$argon2id$"), "upgraded once: {hash}");
+}
+
+/// Session fixation: someone plants a session id (their own session, or
+/// a row they made) and gets the victim to log in on it. A login never
+/// takes over an existing row: it is refused as a conflict, the planted
+/// row keeps its data, and no refresh token is issued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_on_a_planted_session_id_is_refused() {
+    let db = TestDb::migrated().await;
+    let store = store_with(&db, &[]).await;
+    let victim = store
+        .create_user(NewLocalUser::new("victim@example.com", PW, "Victim"))
+        .await
+        .expect("user");
+    let mut planted = a_session();
+    planted
+        .fields
+        .insert("cart".into(), serde_json::json!("the planter's"));
+    store
+        .set_session("planted-sid", &planted)
+        .await
+        .expect("the planted row");
+    let r = store
+        .log_in(
+            "victim@example.com",
+            PW,
+            "planted-sid",
+            &a_session(),
+            Some(chrono::Duration::days(30)),
+        )
+        .await;
+    assert!(
+        matches!(&r, Err(Error::Conflict { constraint }) if constraint == "session_pkey"),
+        "{r:?}"
+    );
+    let row = store
+        .get_session("planted-sid")
+        .await
+        .expect("read")
+        .expect("the planted row is still there");
+    assert_eq!(row.data.fields.get("userId"), None);
+    assert_eq!(credentials_of(&db, victim.id.0).await, (0, 0));
+    // A fresh id logs in.
+    store
+        .log_in("victim@example.com", PW, "fresh-sid", &a_session(), None)
+        .await
+        .expect("a new session");
+    assert_eq!(credentials_of(&db, victim.id.0).await, (1, 0));
 }

@@ -42,6 +42,28 @@ pub async fn find_live(
         .optional()?)
 }
 
+/// Inserts a new session; leaves an existing row with this id alone.
+/// Returns whether it inserted.
+pub async fn insert_new(
+    mut conn: &AsyncPgConnection,
+    sid: &str,
+    sess: &serde_json::Value,
+    expires_at: DateTime<Utc>,
+) -> Result<bool> {
+    let expire = wall_clock(current_setting(TIME_ZONE), expires_at);
+    let n = diesel::insert_into(session::table)
+        .values((
+            session::sid.eq(sid),
+            session::sess.eq(sess),
+            session::expire.eq(expire),
+        ))
+        .on_conflict_do_nothing()
+        .keep_prepared()
+        .execute(&mut conn)
+        .await?;
+    Ok(n == 1)
+}
+
 /// Inserts the session, or replaces the data and expiry of an existing one
 /// (`INSERT .. ON CONFLICT (sid) DO UPDATE`, as connect-pg-simple does).
 pub async fn upsert(

@@ -244,7 +244,7 @@ async fn log_in_once(
                 // is granted, and are rolled back when the check below fails.
                 let (locked, written, issued) = join3(
                     repo::share_lock_by_id(conn, id),
-                    sessions_repo::upsert(conn, &sid, &sess, session_expires_at),
+                    sessions_repo::insert_new(conn, &sid, &sess, session_expires_at),
                     OptionFuture::from(
                         digest
                             .as_ref()
@@ -265,7 +265,11 @@ async fn log_in_once(
                 if locked.blocked() {
                     return Err(Error::AccountBlocked);
                 }
-                written?;
+                if !written? {
+                    return Err(Error::Conflict {
+                        constraint: "session_pkey".into(),
+                    });
+                }
                 Ok((locked, issued.transpose()?))
             })
         })
@@ -796,6 +800,10 @@ impl UserStore for PgStore {
     /// writes the session `sid` (`session` with the user's id as `userId`,
     /// stored as [`SessionStore::set_session`](super::SessionStore::set_session)
     /// stores it) and, when `refresh_ttl` is given, issues a refresh token.
+    /// The session must be new: `sid` should come from
+    /// [`Token::generate`](crate::Token::generate), never from the client,
+    /// and an id that already has a row is refused rather than taken over
+    /// (a login on an id someone else planted would hand them the login).
     ///
     /// A password change, reset, block or deletion racing the login can
     /// therefore never leave it a session or token: if it commits first,
@@ -810,7 +818,9 @@ impl UserStore for PgStore {
     ///
     /// Fails with [`Error::Validation`] on `sid`, `sess` or `ttl` (checked
     /// first, as `set_session` and `issue_refresh_token` check them), as
-    /// `authenticate` fails, and with [`Error::InvalidCredentials`] or
+    /// `authenticate` fails, with [`Error::Conflict`] on `session_pkey` when
+    /// a session with this id exists (nothing is written), and with
+    /// [`Error::InvalidCredentials`] or
     /// [`Error::AccountBlocked`] when the password changed, the account was
     /// deleted or it was blocked while the password was being checked.
     async fn log_in(
