@@ -131,6 +131,17 @@ fn is_lost_prepared_statement(message: &str) -> bool {
         && (message.ends_with("does not exist") || message.ends_with("already exists"))
 }
 
+/// A connection failure's text, with the fix appended when it is a lost
+/// prepared statement (a connection whose setup ran behind a
+/// transaction-mode PgBouncer fails that way before any call maps it).
+pub(crate) fn explain_connection_failure(reason: String) -> String {
+    if is_lost_prepared_statement(&reason) {
+        format!("{reason}: {LOST_STATEMENT_FIX}")
+    } else {
+        reason
+    }
+}
+
 impl Error {
     /// Builds a [`Error::Validation`].
     pub fn validation(field: &'static str, reason: impl Into<String>) -> Self {
@@ -277,5 +288,20 @@ impl From<DieselError> for Error {
     /// reaches the caller.
     fn from(err: DieselError) -> Self {
         Error::from_diesel(err, "the database")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_statement_while_connecting_names_the_fix_once() {
+        let lost = explain_connection_failure("prepared statement \"s88\" does not exist".into());
+        assert!(lost.starts_with("prepared statement \"s88\" does not exist: "));
+        assert!(lost.contains("PgBouncer 1.21") && lost.contains("pool_mode = session"));
+        assert_eq!(explain_connection_failure(lost.clone()), lost);
+        let refused = "connection refused".to_owned();
+        assert_eq!(explain_connection_failure(refused.clone()), refused);
     }
 }

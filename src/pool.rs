@@ -133,7 +133,7 @@ impl Health {
     pub(crate) fn mark_failed(&self, reason: String) {
         self.connected.store(false, Ordering::Relaxed);
         if let Ok(mut last) = self.last_error.lock() {
-            *last = Some(reason);
+            *last = Some(crate::error::explain_connection_failure(reason));
         }
     }
 
@@ -356,10 +356,11 @@ pub(crate) async fn checkout(
             }
             Ok(Err(bb8::RunError::TimedOut)) | Err(_) => break Err(timed_out()),
             Ok(Err(bb8::RunError::User(e))) => {
-                health.mark_failed(e.to_string());
+                let reason = crate::error::explain_connection_failure(e.to_string());
+                health.mark_failed(reason.clone());
                 break Err(Error::Unavailable {
                     target: target.to_owned(),
-                    reason: e.to_string(),
+                    reason,
                 });
             }
         }
