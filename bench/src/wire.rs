@@ -53,13 +53,6 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Starts relaying to `upstream` (`host:port`).
-    ///
-    /// Fails when no local port can be bound.
-    pub async fn start(upstream: String) -> io::Result<Proxy> {
-        Proxy::with_latency(upstream, Duration::ZERO).await
-    }
-
     /// Starts relaying to `upstream` (`host:port`), holding each chunk the
     /// server sends back for `latency` before passing it on, and counting
     /// [`Traffic::flights`].
