@@ -177,7 +177,7 @@ impl Error {
                 DatabaseErrorKind::Unknown if is_lost_prepared_statement(info.message()) => {
                     Error::Unavailable {
                         target: target.to_owned(),
-                        reason: format!("{}: {LOST_STATEMENT_FIX}", info.message()),
+                        reason: explain_connection_failure(info.message().to_owned()),
                     }
                 }
                 DatabaseErrorKind::Unknown if is_server_going_away(info.message()) => {
